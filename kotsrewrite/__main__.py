@@ -1,0 +1,5 @@
+"""``python -m kotsrewrite``."""
+
+from ._cli import main
+
+raise SystemExit(main())

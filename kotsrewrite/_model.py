@@ -1,0 +1,320 @@
+"""Value types shared by every stage: manifests, image uses, verdicts and evidence.
+
+This module is the contract between the loader, the discovery walk, the prober and the
+planner. Everything here is a frozen attrs class or an enum; nothing does I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+
+from ._reference import ImageRef
+
+__all__ = [
+    "Base",
+    "Document",
+    "Evidence",
+    "ImageField",
+    "ImageUse",
+    "Inventory",
+    "Location",
+    "OnUnknown",
+    "PodSpecSite",
+    "ProbeResult",
+    "ProbeStep",
+    "Resource",
+    "Slot",
+    "Verdict",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Manifests
+
+
+@attrs.frozen(eq=False)
+class Document:
+    """One Kubernetes object of the base, with where it came from.
+
+    An object that came from the ``items`` of a ``List`` has ``item`` set to its index there;
+    ``index`` is always the 0-based index of the YAML document in its file.
+    """
+
+    file: str
+    """Path relative to the base directory, the file name for a single file, ``<stdin>``."""
+    index: int
+    """0-based index of the YAML document within the file (empty documents count)."""
+    line: int
+    """1-based line where the object's mapping starts."""
+    api_version: str
+    kind: str
+    name: str | None
+    """``metadata.name``; ``None`` when absent (e.g. only ``generateName``)."""
+    namespace: str | None
+    """``metadata.namespace``; ``None`` when absent."""
+    node: Any = attrs.field(repr=False)
+    """The composed ruamel.yaml ``MappingNode`` of the object (carries line marks)."""
+    item: int | None = None
+    """Index within the ``items`` of a List, or ``None``."""
+
+    @property
+    def group(self) -> str:
+        """API group (``""`` for the core group)."""
+        return self.api_version.rpartition("/")[0]
+
+    @property
+    def version(self) -> str:
+        """API version without the group."""
+        return self.api_version.rpartition("/")[2]
+
+
+@attrs.frozen(eq=False)
+class Base:
+    """The manifests read from a directory, a kustomize base, a single file or stdin."""
+
+    source: str
+    """What the user gave: a directory, a file, or ``-``."""
+    root: Path | None
+    """Directory that :attr:`files` are relative to; ``None`` for stdin."""
+    mode: Literal["kustomize", "directory", "file", "stdin"]
+    """``kustomize`` when the directory has a kustomization file."""
+    files: tuple[str, ...]
+    """Manifest files read, relative to :attr:`root`, in the order read."""
+    documents: tuple[Document, ...]
+    """Every object, in file order then document order; List items expanded."""
+    text: str | None = attrs.field(default=None, repr=False)
+    """The text read from stdin (copied into the output); ``None`` otherwise."""
+
+
+# --------------------------------------------------------------------------------------------
+# Discovery
+
+
+class Slot(enum.StrEnum):
+    """Where in an object an image reference sits."""
+
+    CONTAINER = "containers"
+    INIT_CONTAINER = "initContainers"
+    EPHEMERAL_CONTAINER = "ephemeralContainers"
+    IMAGE_VOLUME = "volumes"
+    """``volumes[].image.reference`` (Kubernetes 1.31+ image volumes)."""
+    FIELD = "field"
+    """Any other string field named ``image`` (managed only with ``--image-field``)."""
+
+    @property
+    def rewritten_by_default(self) -> bool:
+        """Whether kustomize's image transformer rewrites this slot without configurations."""
+        return self in (Slot.CONTAINER, Slot.INIT_CONTAINER)
+
+
+@attrs.frozen(order=True)
+class Location:
+    """Where one use of an image was found."""
+
+    file: str
+    line: int
+    """1-based line of the image string."""
+    document: int
+    """0-based index of the YAML document in the file."""
+    kind: str
+    namespace: str | None
+    name: str | None
+    container: str | None
+    """Container name (or volume name for an image volume); ``None`` for other fields."""
+    field: str
+    """Dotted path within the object: ``spec.template.spec.initContainers[0].image``."""
+    api_version: str = ""
+    item: int | None = None
+    """Index within a List's ``items`` when the object came from a List."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form used by ``kotsrewrite images`` and the report."""
+        return {
+            "file": self.file,
+            "line": self.line,
+            "kind": self.kind,
+            "namespace": self.namespace,
+            "name": self.name,
+            "container": self.container,
+            "field": self.field,
+            "document": self.document,
+            "apiVersion": self.api_version,
+            "item": self.item,
+        }
+
+
+@attrs.frozen(order=True)
+class ImageField:
+    """A custom image field to manage, from ``--image-field KIND:PATH``.
+
+    ``path`` is slash separated as in kustomize fieldSpecs (``spec/image``,
+    ``spec/steps[]/image``); ``kind`` may be ``*`` for any kind.
+    """
+
+    kind: str
+    path: str
+
+
+@attrs.frozen
+class ImageUse:
+    """One place an image reference is used."""
+
+    ref: ImageRef
+    location: Location
+    slot: Slot
+    resource: int | None
+    """Index into :attr:`Inventory.resources` of the object holding the PodSpec, or ``None``
+    for an image field outside any PodSpec."""
+    pod_spec: str | None
+    """JSON pointer (RFC 6901) of the PodSpec within its object, e.g. ``/spec/template/spec``;
+    ``None`` for an image field outside any PodSpec."""
+
+
+@attrs.frozen
+class PodSpecSite:
+    """A PodSpec found inside an object."""
+
+    pointer: str
+    """JSON pointer of the PodSpec mapping within the object (``/spec``,
+    ``/spec/jobTemplate/spec/template/spec``, ``/spec/template/spec``...)."""
+    line: int
+    pull_secrets: tuple[str, ...] | None
+    """Names in the existing ``imagePullSecrets`` list; ``None`` when the key is absent or
+    null (a patch then adds the whole list)."""
+
+
+@attrs.frozen(eq=False)
+class Resource:
+    """An object of the base that holds at least one PodSpec."""
+
+    document: Document
+    pod_specs: tuple[PodSpecSite, ...]
+
+
+@attrs.frozen(eq=False)
+class Inventory:
+    """Everything discovery found in a :class:`Base`."""
+
+    uses: tuple[ImageUse, ...]
+    """Images kustomize rewrites: containers and initContainers at any depth, plus
+    ephemeral containers, image volumes and managed custom fields (these need a
+    ``configurations`` file)."""
+    unmanaged: tuple[ImageUse, ...]
+    """Other string fields named ``image``: reported, not rewritten."""
+    resources: tuple[Resource, ...]
+    """Objects holding PodSpecs, in input order."""
+    namespaces: tuple[str, ...]
+    """Every namespace named in the manifests (``metadata.namespace`` of any object and the
+    names of ``Namespace`` objects), sorted; what ``--additional-namespace '*'`` means."""
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def images(self) -> tuple[ImageRef, ...]:
+        """Distinct references used (managed), sorted by the string as written."""
+        return tuple(sorted({use.ref for use in self.uses}))
+
+
+# --------------------------------------------------------------------------------------------
+# Probing
+
+
+class Verdict(enum.StrEnum):
+    """What an anonymous probe proved about an image."""
+
+    PUBLIC = "public"
+    """The manifest answered 2xx with no credentials."""
+    PRIVATE = "private"
+    """401/403/denied after anonymous auth, or a Basic challenge."""
+    NOT_FOUND = "not_found"
+    """404: missing, or a private repository hidden behind 404."""
+    RATE_LIMITED = "rate_limited"
+    """429 after bounded retries."""
+    UNREACHABLE = "unreachable"
+    """DNS, connect, TLS, timeout, or 5xx after bounded retries."""
+
+    @property
+    def is_known(self) -> bool:
+        """True for ``public`` and ``private``, the two verdicts that prove something."""
+        return self in (Verdict.PUBLIC, Verdict.PRIVATE)
+
+
+class OnUnknown(enum.StrEnum):
+    """Policy for verdicts other than public/private (and for images with no verdict)."""
+
+    PRIVATE = "private"
+    """Treat as private (what KOTS does), and warn."""
+    PUBLIC = "public"
+    """Leave the image alone, and warn."""
+    FAIL = "fail"
+    """Refuse: exit 1."""
+
+
+@attrs.frozen
+class ProbeStep:
+    """One HTTP exchange (or failed attempt) of a probe. URLs never carry credentials."""
+
+    step: str
+    """``manifest``, ``token``..."""
+    method: str
+    url: str
+    status: int | None
+    """HTTP status, or ``None`` when no response arrived."""
+    elapsed_ms: float
+    error_codes: tuple[str, ...] = ()
+    """Registry error codes from the body (``UNAUTHORIZED``, ``DENIED``...)."""
+    error: str | None = None
+    """Transport failure (``ConnectError: ...``), or a note on why the answer was refused."""
+    attempt: int = 1
+    challenge: str | None = None
+    """The ``WWW-Authenticate`` header received, if any."""
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form for reports."""
+        return {
+            "step": self.step,
+            "method": self.method,
+            "url": self.url,
+            "status": self.status,
+            "elapsedMs": round(self.elapsed_ms, 1),
+            "errorCodes": list(self.error_codes),
+            "error": self.error,
+            "attempt": self.attempt,
+            "challenge": self.challenge,
+        }
+
+
+@attrs.frozen
+class Evidence:
+    """Why a verdict was reached, for a person to check."""
+
+    reason: str
+    """One line: ``manifest HEAD 401 UNAUTHORIZED after anonymous token``."""
+    steps: tuple[ProbeStep, ...] = ()
+    elapsed_ms: float = 0.0
+    source: str = "probe"
+    """``probe``, ``known-images`` (a KOTS Installation or our report), ``skipped``."""
+    probed_at: str | None = None
+    """ISO 8601 UTC time of the probe (kept in reports used as a cache)."""
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form for reports."""
+        return {
+            "reason": self.reason,
+            "source": self.source,
+            "elapsedMs": round(self.elapsed_ms, 1),
+            "probedAt": self.probed_at,
+            "steps": [step.to_json() for step in self.steps],
+        }
+
+
+@attrs.frozen
+class ProbeResult:
+    """The verdict for one image reference, with its evidence."""
+
+    image: ImageRef
+    verdict: Verdict
+    evidence: Evidence

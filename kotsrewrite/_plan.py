@@ -1,0 +1,1 @@
+"""Planning the midstream from image uses and verdicts (pure). STUB: being written."""
