@@ -93,7 +93,11 @@ class ImageRef:
                 f" {_NAME_TOTAL_LENGTH_MAX} characters"
             )
         first, sep, rest = name.partition("/")
-        if sep and (first == "localhost" or "." in first or ":" in first):
+        # distribution's splitDockerDomain: a first component is a registry host when it is
+        # localhost, has a dot or a port, or has uppercase letters (repositories cannot).
+        if sep and (
+            first == "localhost" or "." in first or ":" in first or first.lower() != first
+        ):
             domain, path = first, rest
         else:
             domain, path = "", name

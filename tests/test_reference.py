@@ -139,3 +139,8 @@ def test_hub_spellings() -> None:
         "index.docker.io/bitnami/redis",
     )
     assert ImageRef.parse("quay.io/o/r:1").hub_spellings == ("quay.io/o/r",)
+
+
+def test_uppercase_first_component_is_a_domain() -> None:
+    ref = ImageRef.parse("Registry/app")
+    assert (ref.domain, ref.path) == ("Registry", "app")
