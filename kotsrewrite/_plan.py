@@ -1,1 +1,779 @@
-"""Planning the midstream from image uses and verdicts (pure). STUB: being written."""
+"""Planning the midstream from image uses and verdicts (pure: no I/O, no clock).
+
+:func:`build_plan` turns an :class:`~kotsrewrite.Inventory`, the verdicts for its images and
+the :class:`RewriteOptions` into a :class:`Plan`: what happens to each image (proxy, keep,
+secret-only), the kustomize ``images`` renames, the JSON6902 patches adding the pull secret,
+the namespaces that get a secret and the ``configurations`` field specs. A :class:`Plan` is
+everything a renderer (kustomize files) or a Helm post-renderer (applied directly) needs:
+
+* :meth:`Plan.rename_image` applies the renames exactly as kustomize v5 matches them;
+* each :class:`Patch` holds RFC 6902 operations for one object (:meth:`Patch.operations`);
+* :meth:`Plan.secret_objects` gives the pull secrets as plain data.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import json
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from typing import Any, cast
+
+import attrs
+import jsonpatch
+from jsonpointer import JsonPointer, JsonPointerException
+
+from ._errors import InputError
+from ._model import (
+    Evidence,
+    ImageField,
+    ImageUse,
+    Inventory,
+    Location,
+    OnUnknown,
+    ProbeResult,
+    Resource,
+    Verdict,
+)
+from ._policy import describe_unknown, is_unknown, raise_for_unknown, treat_as_private
+from ._reference import ImageRef
+
+__all__ = [
+    "DEFAULT_PROXY_HOST",
+    "DEFAULT_REGISTRY_HOST",
+    "Action",
+    "FieldSpec",
+    "ImageDecision",
+    "Patch",
+    "PatchOp",
+    "PatchTarget",
+    "Plan",
+    "PullSecret",
+    "Rename",
+    "RewriteOptions",
+    "build_plan",
+    "kustomize_image_matches",
+]
+
+#: Replicated's default pull-through proxy host.
+DEFAULT_PROXY_HOST = "proxy.replicated.com"
+#: Replicated's default registry host.
+DEFAULT_REGISTRY_HOST = "registry.replicated.com"
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]+)?")
+_INDEX = re.compile(r"\[[0-9]+\]")
+
+
+class Action(enum.StrEnum):
+    """What the midstream does with one image reference."""
+
+    PROXY = "proxy"
+    """Renamed to the proxy (or to the custom Replicated domain); its workloads get the secret."""
+    KEEP = "keep"
+    """Left alone (public)."""
+    SECRET_ONLY = "secret-only"
+    """Already on the proxy or the Replicated registry: not renamed, workloads get the secret."""
+
+
+def _check_slug(_: object, __: object, value: str) -> None:
+    if len(value) > 53 or not _DNS_LABEL.fullmatch(value):
+        raise InputError(
+            f"invalid app slug {value!r}: must be a lowercase DNS label of at most 53 characters",
+            file="--app-slug",
+            hint="use the app slug from the vendor portal, e.g. my-app",
+        )
+
+
+def _check_license(_: object, __: object, value: str) -> None:
+    if not value or any(ch.isspace() or not ch.isprintable() for ch in value):
+        # Never echo the value: it is a secret.
+        raise InputError(
+            "invalid license ID: empty or contains whitespace",
+            file="--license-id",
+            hint="give the license ID from the License file (spec.licenseID), or --license FILE",
+        )
+
+
+def _check_namespace(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    names = [value] if isinstance(value, str) else list(value)  # type: ignore[call-overload]
+    for name in names:
+        if name == "*" and attribute.name == "additional_namespaces":
+            continue
+        if not isinstance(name, str) or len(name) > 63 or not _DNS_LABEL.fullmatch(name):
+            flag = "--namespace" if attribute.name == "namespace" else "--additional-namespace"
+            raise InputError(
+                f"invalid namespace {name!r}: must be a lowercase DNS label",
+                file=flag,
+                hint="namespaces look like my-namespace; '*' means every namespace seen",
+            )
+
+
+def _check_host(_: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not _HOST.fullmatch(value) or ("." not in value.split(":")[0] and value != "localhost"):
+        flag = "--proxy-host" if attribute.name == "proxy_host" else "--replicated-registry"
+        raise InputError(
+            f"invalid host {value!r}", file=flag, hint="give a host name such as proxy.example.com"
+        )
+
+
+def _str_tuple(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
+def _field_tuple(value: Iterable[ImageField]) -> tuple[ImageField, ...]:
+    return tuple(value)
+
+
+@attrs.frozen
+class RewriteOptions:
+    """What the user chose for a rewrite. The license ID never appears in the repr."""
+
+    app_slug: str = attrs.field(validator=_check_slug)
+    license_id: str = attrs.field(repr=False, validator=_check_license)
+    namespace: str = attrs.field(default="default", validator=_check_namespace)
+    """The app namespace: its pull secret carries no ``metadata.namespace``."""
+    additional_namespaces: tuple[str, ...] = attrs.field(
+        default=(), converter=_str_tuple, validator=_check_namespace
+    )
+    """Namespaces that always get a secret; ``*`` means every namespace in the manifests."""
+    proxy_host: str = attrs.field(default=DEFAULT_PROXY_HOST, validator=_check_host)
+    replicated_registry: str = attrs.field(default=DEFAULT_REGISTRY_HOST, validator=_check_host)
+    proxy_all: bool = False
+    """Proxy every image not on a Replicated host, whatever its verdict (no probing)."""
+    on_unknown: OnUnknown = attrs.field(default=OnUnknown.PRIVATE, converter=OnUnknown)
+    image_fields: tuple[ImageField, ...] = attrs.field(default=(), converter=_field_tuple)
+    """Custom image fields to manage (``--image-field KIND:PATH``)."""
+
+    @property
+    def secret_name(self) -> str:
+        """Name of the pull secret: ``<slug>-registry``."""
+        return f"{self.app_slug}-registry"
+
+    @property
+    def replicated_hosts(self) -> frozenset[str]:
+        """Hosts whose images are pulled with the secret and never probed."""
+        return frozenset({self.proxy_host, self.replicated_registry})
+
+
+# --------------------------------------------------------------------------------------------
+# Plan value objects
+
+
+@attrs.frozen
+class ImageDecision:
+    """The decision for one image reference (as written) and why."""
+
+    image: ImageRef
+    verdict: Verdict | None
+    """The verdict used (probe or known images); ``None`` when there was none."""
+    evidence: Evidence
+    action: Action
+    new_name: str | None
+    """kustomize ``newName`` (repository without tag or digest) when renamed."""
+    locations: tuple[Location, ...]
+    unknown: bool = False
+    """True when the verdict proved nothing and ``--on-unknown`` decided."""
+    note: str | None = None
+    """Why the action differs from what the verdict alone says, if it does."""
+
+    @property
+    def new_image(self) -> str:
+        """The reference after the rewrite, tag and digest kept as written."""
+        if self.new_name is None:
+            return self.image.original
+        out = self.new_name
+        if self.image.tag is not None:
+            out += f":{self.image.tag}"
+        if self.image.digest is not None:
+            out += f"@{self.image.digest}"
+        return out
+
+
+def kustomize_image_matches(image: str, name: str) -> bool:
+    """Whether a kustomize ``images`` entry with ``name`` matches ``image``.
+
+    kustomize v5 compiles ``^<name>(:tag)?(@alg:digest)?$`` as a regular expression without
+    escaping ``name`` (so ``.`` matches any character); this mirrors it.
+    """
+    try:
+        pattern = re.compile(
+            "^" + name + r"(:[a-zA-Z0-9_.{}-]*)?(@[a-zA-Z][a-zA-Z0-9]*:[a-zA-Z0-9_.{}-]*)?$"
+        )
+    except re.error:
+        return False
+    return pattern.match(image) is not None
+
+
+def _split_image(image: str) -> tuple[str, str, str]:
+    """kustomize's ``image.Split``: (name, tag, digest)."""
+    slash = image.find("/")
+    search, offset = (image[slash:], slash) if slash > 0 else (image, 0)
+    at, colon = search.find("@"), search.find(":")
+    if colon < 0 and at < 0:
+        return image, "", ""
+    if at >= 0 and (at < colon or colon < 0):
+        return image[: at + offset], "", image[at + offset + 1 :]
+    if at >= 0 and colon >= 0:
+        return (
+            image[: colon + offset],
+            image[colon + offset + 1 : at + offset],
+            image[at + offset + 1 :],
+        )
+    return image[: colon + offset], image[colon + offset + 1 :], ""
+
+
+def _quote_meta(text: str) -> str:
+    """Go's ``regexp.QuoteMeta`` for the characters an image name can hold."""
+    return re.sub(r"([\\.+*?()|\[\]{}^$])", r"\\\1", text)
+
+
+@attrs.frozen(order=True)
+class Rename:
+    """One kustomize ``images`` entry: ``name`` + ``newName`` only (never a tag or digest)."""
+
+    name: str
+    """As written in the kustomization; kustomize reads it as a regular expression, so a
+    ``.`` is escaped (``quay\\.io/...``) only where it would otherwise match another image."""
+    new_name: str
+
+    def matches(self, image: str) -> bool:
+        """Whether kustomize applies this entry to ``image``."""
+        return kustomize_image_matches(image, self.name)
+
+    def apply(self, image: str) -> str:
+        """``image`` after this entry (unchanged when it does not match)."""
+        if not self.matches(image):
+            return image
+        _, tag, digest = _split_image(image)
+        out = self.new_name
+        if tag:
+            out += f":{tag}"
+        if digest:
+            out += f"@{digest}"
+        return out
+
+    def to_json(self) -> dict[str, str]:
+        """The kustomization ``images`` entry."""
+        return {"name": self.name, "newName": self.new_name}
+
+
+@attrs.frozen
+class PatchTarget:
+    """The exact kustomize patch target of one object."""
+
+    group: str
+    version: str
+    kind: str
+    name: str
+    namespace: str | None
+
+    def to_json(self) -> dict[str, str]:
+        """The kustomization ``target`` mapping (empty group and absent namespace left out)."""
+        out = {"group": self.group} if self.group else {}
+        out |= {"version": self.version, "kind": self.kind, "name": self.name}
+        if self.namespace is not None:
+            out["namespace"] = self.namespace
+        return out
+
+
+@attrs.frozen
+class PatchOp:
+    """One RFC 6902 ``add`` operation."""
+
+    path: str
+    value: Any
+    op: str = "add"
+
+    def to_json(self) -> dict[str, Any]:
+        """The operation as JSON data."""
+        return {"op": self.op, "path": self.path, "value": self.value}
+
+
+@attrs.frozen
+class Patch:
+    """A JSON6902 patch adding the pull secret to every PodSpec of one object that needs it."""
+
+    target: PatchTarget
+    ops: tuple[PatchOp, ...]
+    file: str
+    """Where the object came from (for the report)."""
+    line: int
+    resource: int
+    """Index into :attr:`Inventory.resources`."""
+
+    def operations(self) -> list[dict[str, Any]]:
+        """The operations as JSON data (what ``jsonpatch.apply_patch`` takes)."""
+        return [op.to_json() for op in self.ops]
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form for the report."""
+        return {
+            "target": self.target.to_json(),
+            "operations": self.operations(),
+            "file": self.file,
+            "line": self.line,
+        }
+
+
+@attrs.frozen(order=True)
+class FieldSpec:
+    """A kustomize ``images`` fieldSpec for a ``configurations`` file."""
+
+    kind: str
+    path: str
+    """Slash separated, lists as ``[]``: ``spec/ephemeralContainers[]/image``."""
+
+    def to_json(self) -> dict[str, str]:
+        """The fieldSpec mapping."""
+        return {"path": self.path, "kind": self.kind}
+
+
+@attrs.frozen(order=True)
+class PullSecret:
+    """One pull secret to create; ``namespace`` ``None`` is the app namespace (no
+    ``metadata.namespace``, so it follows ``kubectl apply -n``)."""
+
+    namespace: str | None
+
+
+@attrs.frozen
+class Plan:
+    """Everything the midstream does, computed purely from uses, verdicts and options."""
+
+    options: RewriteOptions
+    decisions: tuple[ImageDecision, ...]
+    """One per distinct managed reference, sorted by the reference as written."""
+    renames: tuple[Rename, ...]
+    patches: tuple[Patch, ...]
+    secrets: tuple[PullSecret, ...]
+    field_specs: tuple[FieldSpec, ...]
+    """kustomize ``images`` fieldSpecs for uses kustomize does not rewrite by default."""
+    unmanaged: tuple[ImageUse, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def secret_name(self) -> str:
+        """Name of the pull secret."""
+        return self.options.secret_name
+
+    @property
+    def secret_namespaces(self) -> tuple[str, ...]:
+        """The namespaces given a secret, the app namespace first."""
+        return tuple(s.namespace or self.options.namespace for s in self.secrets)
+
+    def decision(self, image: ImageRef | str) -> ImageDecision:
+        """The decision for a reference as written."""
+        text = image.original if isinstance(image, ImageRef) else image
+        for decision in self.decisions:
+            if decision.image.original == text:
+                return decision
+        raise KeyError(text)
+
+    def rename_image(self, image: str) -> str:
+        """Apply the ``images`` entries to one image string, in order, as kustomize does."""
+        for rename in self.renames:
+            image = rename.apply(image)
+        return image
+
+    def docker_config_json(self) -> str:
+        """The ``.dockerconfigjson`` of the pull secret (compact JSON, sorted keys)."""
+        lid = self.options.license_id
+        auth = base64.b64encode(f"LICENSE_ID:{lid}".encode()).decode("ascii")
+        entry = {"auth": auth, "password": lid, "username": "LICENSE_ID"}
+        hosts = sorted({self.options.proxy_host, self.options.replicated_registry})
+        return json.dumps(
+            {"auths": {host: entry for host in hosts}}, sort_keys=True, separators=(",", ":")
+        )
+
+    def secret_object(self, secret: PullSecret) -> dict[str, Any]:
+        """One pull secret as plain data (``data`` base64 encoded, as KOTS writes it)."""
+        metadata: dict[str, Any] = {"name": self.secret_name}
+        if secret.namespace is not None:
+            metadata["namespace"] = secret.namespace
+        encoded = base64.b64encode(self.docker_config_json().encode()).decode("ascii")
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": metadata,
+            "type": "kubernetes.io/dockerconfigjson",
+            "data": {".dockerconfigjson": encoded},
+        }
+
+    def secret_objects(self) -> list[dict[str, Any]]:
+        """Every pull secret as plain data, in :attr:`secrets` order."""
+        return [self.secret_object(s) for s in self.secrets]
+
+    def counts(self) -> dict[str, int]:
+        """Images by verdict class: ``private``, ``public``, ``unknown`` (and ``replicated``)."""
+        out = {"images": len(self.decisions), "private": 0, "public": 0, "unknown": 0}
+        out["replicated"] = 0
+        for d in self.decisions:
+            if d.action is Action.SECRET_ONLY or d.evidence.source == "replicated":
+                out["replicated"] += 1
+            elif d.unknown:
+                out["unknown"] += 1
+            elif d.verdict is Verdict.PUBLIC:
+                out["public"] += 1
+            else:
+                out["private"] += 1
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# Building the plan
+
+
+def _node_data(node: Any) -> Any:
+    """Plain Python data of a composed ruamel node (fallback for the loader's converter)."""
+    from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
+
+    if isinstance(node, MappingNode):
+        return {_node_data(k): _node_data(v) for k, v in node.value}
+    if isinstance(node, SequenceNode):
+        return [_node_data(v) for v in node.value]
+    if isinstance(node, ScalarNode):
+        if node.tag == "tag:yaml.org,2002:null":
+            return None
+        return node.value
+    return node
+
+
+def _object_data(resource: Resource) -> Any:
+    from . import _manifests
+
+    convert = getattr(_manifests, "node_to_data", None)
+    node = resource.document.node
+    if convert is not None:
+        try:
+            return convert(node)
+        except Exception:  # pragma: no cover - fall back on our own reading
+            pass
+    return _node_data(node)
+
+
+def _field_spec_path(field: str) -> str:
+    return _INDEX.sub("[]", field).replace(".", "/")
+
+
+def _replicated_new_name(ref: ImageRef, options: RewriteOptions) -> tuple[Action, str | None]:
+    """Action for an image on a Replicated host (or on a default host replaced by a custom
+    domain), or raise KeyError when the image is not on one."""
+    domain = ref.domain.lower()
+    if domain in options.replicated_hosts:
+        return Action.SECRET_ONLY, None
+    if domain == DEFAULT_PROXY_HOST and options.proxy_host != DEFAULT_PROXY_HOST:
+        return Action.PROXY, f"{options.proxy_host}/{ref.path}"
+    if domain == DEFAULT_REGISTRY_HOST and options.replicated_registry != DEFAULT_REGISTRY_HOST:
+        return Action.PROXY, f"{options.replicated_registry}/{ref.path}"
+    raise KeyError(domain)
+
+
+def _is_replicated(ref: ImageRef, options: RewriteOptions) -> bool:
+    domain = ref.domain.lower()
+    return domain in options.replicated_hosts or domain in (
+        DEFAULT_PROXY_HOST,
+        DEFAULT_REGISTRY_HOST,
+    )
+
+
+def _suffix(ref: ImageRef) -> str:
+    out = f":{ref.tag}" if ref.tag is not None else ""
+    return out + (f"@{ref.digest}" if ref.digest is not None else "")
+
+
+def _proxy_name(ref: ImageRef, options: RewriteOptions) -> str:
+    return f"{options.proxy_host}/proxy/{options.app_slug}/{ref.normalized_name}"
+
+
+def _renames_for(
+    decisions: Mapping[ImageRef, ImageDecision], options: RewriteOptions
+) -> tuple[list[tuple[str, str, frozenset[str]]], list[str]]:
+    """Candidate (name, newName, intended images) entries, plus refs that must be proxied
+    because kustomize cannot tell them apart from a proxied tag of their repository."""
+    by_repo: dict[str, list[ImageDecision]] = defaultdict(list)
+    for d in decisions.values():
+        if d.action is not Action.SECRET_ONLY:
+            by_repo[d.image.normalized_name].append(d)
+    entries: list[tuple[str, str, frozenset[str]]] = []
+    escalate: list[str] = []
+    for repo in sorted(by_repo):
+        group = by_repo[repo]
+        proxied = [d for d in group if d.action is Action.PROXY]
+        if not proxied:
+            continue
+        new_names = {d.new_name for d in proxied}
+        uniform = len(proxied) == len(group) and len(new_names) == 1
+        if not uniform and any(d.image.tag is None and d.image.digest is None for d in proxied):
+            # `repo` alone matches every tag: the public tags must be proxied too.
+            escalate.extend(d.image.original for d in group if d.action is not Action.PROXY)
+            uniform = True
+        if uniform:
+            spellings = sorted({s for d in group for s in d.image.hub_spellings})
+            intended = frozenset(d.image.original for d in group)
+            new_name = proxied[0].new_name
+            assert new_name is not None
+            entries.extend((s, new_name, intended) for s in spellings)
+        else:
+            for d in proxied:
+                assert d.new_name is not None
+                for s in d.image.hub_spellings:
+                    entries.append(
+                        (s + _suffix(d.image), d.new_name, frozenset({d.image.original}))
+                    )
+    return entries, escalate
+
+
+def _finish_renames(
+    entries: list[tuple[str, str, frozenset[str]]],
+    decisions: Mapping[ImageRef, ImageDecision],
+) -> tuple[tuple[Rename, ...], list[str]]:
+    """Escape names that would match other images; return the renames and the references
+    that still get renamed although kept (to be proxied)."""
+    images = [ref.original for ref in decisions]
+    renames: list[Rename] = []
+    for name, new_name, intended in entries:
+        # Which images could reach this entry: the originals not yet renamed.
+        stray = [i for i in images if i not in intended and kustomize_image_matches(i, name)]
+        if stray:
+            name = _quote_meta(name)
+        renames.append(Rename(name=name, new_name=new_name))
+    renames = sorted(set(renames), key=lambda r: (r.name.replace("\\", ""), r.name))
+    wrong: list[str] = []
+    for ref, d in decisions.items():
+        out = ref.original
+        for r in renames:
+            out = r.apply(out)
+        if out != d.new_image:
+            if d.action is Action.PROXY:  # pragma: no cover - a planner bug, never input
+                raise AssertionError(f"{ref.original} renamed to {out}, not {d.new_image}")
+            wrong.append(ref.original)
+    return tuple(renames), wrong
+
+
+def _verdict_map(results: Iterable[ProbeResult]) -> dict[str, ProbeResult]:
+    out: dict[str, ProbeResult] = {}
+    for result in results:
+        out.setdefault(result.image.original, result)
+        out.setdefault(result.image.normalized, result)
+    return out
+
+
+def build_plan(
+    inventory: Inventory,
+    results: Iterable[ProbeResult] | Mapping[ImageRef, ProbeResult],
+    options: RewriteOptions,
+) -> Plan:
+    """Decide every image and compute the renames, patches, secrets and field specs.
+
+    ``results`` holds the verdicts (from probing or known images), matched by the reference
+    as written, else by the normalized reference; an image with none has no verdict and the
+    ``on_unknown`` policy decides (as do ``not_found``, ``rate_limited``, ``unreachable``).
+    Images on the proxy or the Replicated registry host need no verdict; with ``proxy_all``
+    every other image is proxied.
+
+    Raises :class:`~kotsrewrite.PolicyError` under ``--on-unknown fail`` when any image is
+    unknown, and :class:`~kotsrewrite.InputError` when a pull-secret patch cannot apply to its
+    object (e.g. ``imagePullSecrets`` is not a list).
+    """
+    verdicts = _verdict_map(results.values() if isinstance(results, Mapping) else results)
+    locations: dict[ImageRef, list[Location]] = defaultdict(list)
+    for use in inventory.uses:
+        locations[use.ref].append(use.location)
+    warnings: list[str] = list(inventory.warnings)
+    unknown: list[tuple[ImageRef, Verdict | None]] = []
+    decisions: dict[ImageRef, ImageDecision] = {}
+    for ref in sorted(locations):
+        locs = tuple(sorted(locations[ref]))
+        if _is_replicated(ref, options):
+            action, new_name = _replicated_new_name(ref, options)
+            evidence = Evidence(
+                reason="on the Replicated proxy or registry: pulled with the license secret",
+                source="replicated",
+            )
+            decisions[ref] = ImageDecision(ref, None, evidence, action, new_name, locs)
+            continue
+        result = verdicts.get(ref.original) or verdicts.get(ref.normalized)
+        verdict = result.verdict if result is not None else None
+        if options.proxy_all:
+            evidence = Evidence(reason="proxy-all: every image is proxied", source="skipped")
+            if result is not None:
+                evidence = result.evidence
+            decisions[ref] = ImageDecision(
+                ref, verdict, evidence, Action.PROXY, _proxy_name(ref, options), locs
+            )
+            continue
+        evidence = (
+            result.evidence
+            if result is not None
+            else Evidence(
+                reason="no verdict: not probed (offline) and not in the known images",
+                source="skipped",
+            )
+        )
+        is_unk = is_unknown(verdict)
+        if is_unk:
+            unknown.append((ref, verdict))
+            warnings.append(describe_unknown(ref, verdict, options.on_unknown))
+        private = treat_as_private(verdict, options.on_unknown)
+        decisions[ref] = ImageDecision(
+            ref,
+            verdict,
+            evidence,
+            Action.PROXY if private else Action.KEEP,
+            _proxy_name(ref, options) if private else None,
+            locs,
+            unknown=is_unk,
+        )
+    raise_for_unknown(unknown, options.on_unknown)
+
+    # Renames: escalate kept references kustomize cannot separate from proxied ones.
+    renames: tuple[Rename, ...] = ()
+    for _ in range(len(decisions) + 1):
+        entries, escalate = _renames_for(decisions, options)
+        renames, wrong = _finish_renames(entries, decisions)
+        escalate = sorted(set(escalate) | set(wrong))
+        if not escalate:
+            break
+        for ref, d in list(decisions.items()):
+            if ref.original in escalate:
+                note = (
+                    "proxied although not private: kustomize cannot rename the other tags of"
+                    " its repository without renaming this one"
+                )
+                warnings.append(f"{ref.original}: {note}")
+                decisions[ref] = attrs.evolve(
+                    d, action=Action.PROXY, new_name=_proxy_name(ref, options), note=note
+                )
+
+    needs_secret = {ref for ref, d in decisions.items() if d.action is not Action.KEEP}
+    patches, namespaces = _patches(inventory, needs_secret, options, warnings)
+    field_specs = sorted(
+        {
+            FieldSpec(kind=use.location.kind, path=_field_spec_path(use.location.field))
+            for use in inventory.uses
+            if not use.slot.rewritten_by_default and decisions[use.ref].new_name is not None
+        }
+    )
+    secrets = _secrets(inventory, namespaces, options, warnings)
+    for use in inventory.unmanaged:
+        warnings.append(
+            f"{use.location.file}:{use.location.line}: {use.ref.original} in"
+            f" {use.location.kind} {use.location.name} field {use.location.field} is not"
+            f" rewritten; manage it with --image-field {use.location.kind}:"
+            f"{_field_spec_path(use.location.field)}"
+        )
+    return Plan(
+        options=options,
+        decisions=tuple(decisions[ref] for ref in sorted(decisions)),
+        renames=renames,
+        patches=tuple(patches),
+        secrets=tuple(secrets),
+        field_specs=tuple(field_specs),
+        unmanaged=tuple(inventory.unmanaged),
+        warnings=tuple(dict.fromkeys(warnings)),
+    )
+
+
+def _patches(
+    inventory: Inventory,
+    needs_secret: set[ImageRef],
+    options: RewriteOptions,
+    warnings: list[str],
+) -> tuple[list[Patch], set[str]]:
+    """One patch per object with a PodSpec using an image that needs the secret."""
+    secret = options.secret_name
+    pointers: dict[int, set[str]] = defaultdict(set)
+    namespaces: set[str] = set()
+    for use in inventory.uses:
+        if use.ref not in needs_secret:
+            continue
+        if use.resource is not None and use.pod_spec is not None:
+            pointers[use.resource].add(use.pod_spec)
+        if use.location.namespace is not None:
+            namespaces.add(use.location.namespace)
+    patches: list[Patch] = []
+    for index in sorted(pointers):
+        resource = inventory.resources[index]
+        doc = resource.document
+        if doc.name is None:
+            warnings.append(
+                f"{doc.file}:{doc.line}: {doc.kind} has no metadata.name, so no patch can"
+                f" target it; add imagePullSecrets: [{{name: {secret}}}] yourself"
+            )
+            continue
+        sites = {site.pointer: site for site in resource.pod_specs}
+        ops: list[PatchOp] = []
+        for pointer in sorted(pointers[index]):
+            site = sites.get(pointer)
+            existing = site.pull_secrets if site is not None else None
+            if existing is None:
+                ops.append(PatchOp(f"{pointer}/imagePullSecrets", [{"name": secret}]))
+            elif secret not in existing:
+                ops.append(PatchOp(f"{pointer}/imagePullSecrets/-", {"name": secret}))
+        if not ops:
+            continue
+        patch = Patch(
+            target=PatchTarget(doc.group, doc.version, doc.kind, doc.name, doc.namespace),
+            ops=tuple(ops),
+            file=doc.file,
+            line=doc.line,
+            resource=index,
+        )
+        _check_patch(patch, resource, sorted(pointers[index]), secret)
+        patches.append(patch)
+    return patches, namespaces
+
+
+def _check_patch(patch: Patch, resource: Resource, pointers: list[str], secret: str) -> None:
+    """Apply the patch to the object's data with jsonpatch; the secret must then be in each
+    PodSpec's imagePullSecrets exactly once."""
+    doc = resource.document
+    where = f"{doc.kind} {doc.name}"
+    try:
+        patched = jsonpatch.JsonPatch(cast(Any, patch.operations())).apply(_object_data(resource))
+        for pointer in pointers:
+            spec = JsonPointer(pointer).resolve(patched)
+            names = [s.get("name") for s in spec["imagePullSecrets"] if isinstance(s, dict)]
+            if names.count(secret) != 1:
+                raise ValueError(f"{secret} appears {names.count(secret)} times")
+    except (jsonpatch.JsonPatchException, JsonPointerException, ValueError) as exc:
+        raise InputError(
+            f"cannot add the pull secret to {where}: {exc}",
+            file=doc.file,
+            line=doc.line,
+            hint="imagePullSecrets must be a list of {name: ...} mappings",
+        ) from None
+    except (KeyError, TypeError) as exc:
+        raise InputError(
+            f"cannot add the pull secret to {where}: unexpected structure ({exc})",
+            file=doc.file,
+            line=doc.line,
+            hint="imagePullSecrets must be a list of {name: ...} mappings",
+        ) from None
+
+
+def _secrets(
+    inventory: Inventory, workload_ns: set[str], options: RewriteOptions, warnings: list[str]
+) -> list[PullSecret]:
+    """The app namespace secret (no namespace) plus one per other namespace needed.
+
+    kustomize treats an object without a namespace as being in ``default``, so a secret
+    without a namespace and one in ``default`` collide. When ``default`` needs a secret but is
+    not the app namespace, the app namespace's secret names its namespace explicitly.
+    """
+    wanted = set(workload_ns)
+    for ns in options.additional_namespaces:
+        wanted |= set(inventory.namespaces) if ns == "*" else {ns}
+    wanted.discard(options.namespace)
+    app = PullSecret(namespace=None)
+    if "default" in wanted:
+        app = PullSecret(namespace=options.namespace)
+        warnings.append(
+            f"the pull secret for the app namespace names it ({options.namespace}) because"
+            " namespace default needs its own; apply with -n"
+            f" {options.namespace}"
+        )
+    return [app, *(PullSecret(namespace=ns) for ns in sorted(wanted))]

@@ -1,0 +1,182 @@
+"""Rendering a :class:`~kotsrewrite.Plan` to midstream files (pure: returns text, writes nothing).
+
+Layout of the output directory (paths are relative to it):
+
+* ``kustomization.yaml``: ``resources`` (the base, then the secret files),
+  ``configurations`` (when needed), ``commonAnnotations``, ``images``, ``patches``;
+* ``pull-secret.yaml`` (the app namespace, no ``metadata.namespace``) and
+  ``pull-secret-<namespace>.yaml`` for every other namespace (written mode 0600);
+* ``image-fields.yaml``: the ``configurations`` file, only when an image to rename sits where
+  kustomize does not look by default;
+* ``base/``: only when the input was not a kustomize base. kustomize refuses a plain
+  directory or files outside the kustomization root as resources, and kotsrewrite never writes
+  into the user's base, so the manifest files read are copied here byte for byte with a
+  ``kustomization.yaml`` listing them (what ``kustomize create --autodetect`` would write).
+
+Strings that YAML 1.1 (which kustomize reads) would take for a bool, a number, a null or a
+timestamp (``on``, ``yes``, ``y``, ``1.10``, ``0x1f``...) are double quoted.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import posixpath
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.representer import RoundTripRepresenter
+from ruamel.yaml.scalarstring import LiteralScalarString
+
+from ._model import Base
+from ._plan import Plan, PullSecret
+
+__all__ = [
+    "BASE_DIR",
+    "CONFIGURATIONS_FILE",
+    "KUSTOMIZATION_FILE",
+    "dump_yaml",
+    "is_secret_file",
+    "read_base_texts",
+    "render_plan",
+    "secret_file_name",
+]
+
+KUSTOMIZATION_FILE = "kustomization.yaml"
+CONFIGURATIONS_FILE = "image-fields.yaml"
+BASE_DIR = "base"
+_STDIN_FILE = "stdin.yaml"
+
+# Plain scalars YAML 1.1 or 1.2 would resolve to something other than a string.
+_AMBIGUOUS = re.compile(
+    r"""^(?:
+        y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF
+      | ~|null|Null|NULL
+      | [-+]?0b[0-1_]+ | [-+]?0o?[0-7_]+ | [-+]?(?:0|[1-9][0-9_]*) | [-+]?0x[0-9a-fA-F_]+
+      | [-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+
+      | [-+]?(?:[0-9][0-9_]*)?\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+      | [-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+      | [-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+      | [-+]?\.(?:inf|Inf|INF) | \.(?:nan|NaN|NAN)
+      | [0-9]{4}-[0-9]{1,2}-[0-9]{1,2}.*
+      | << | =
+    )$""",
+    re.VERBOSE,
+)
+
+
+def _represent_str(representer: RoundTripRepresenter, data: str) -> Any:
+    style = '"' if _AMBIGUOUS.match(data) or data == "" else None
+    return representer.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+def _yaml() -> YAML:
+    yaml = YAML(typ="rt", pure=True)
+    yaml.width = 4096
+    yaml.indent(mapping=2, sequence=2, offset=0)
+    yaml.representer.add_representer(str, _represent_str)
+    return yaml
+
+
+def dump_yaml(data: Any) -> str:
+    """Deterministic YAML for kustomize: insertion order kept, ambiguous strings quoted."""
+    stream = io.StringIO()
+    _yaml().dump(data, stream)
+    return stream.getvalue()
+
+
+def secret_file_name(secret: PullSecret) -> str:
+    """``pull-secret.yaml`` for the app namespace, ``pull-secret-<ns>.yaml`` otherwise."""
+    return (
+        "pull-secret.yaml" if secret.namespace is None else f"pull-secret-{secret.namespace}.yaml"
+    )
+
+
+def is_secret_file(path: str) -> bool:
+    """Whether a rendered path holds a pull secret (written mode 0600)."""
+    return "/" not in path and path.startswith("pull-secret")
+
+
+def read_base_texts(base: Base) -> dict[str, str]:
+    """The text of every manifest file of ``base`` (what :func:`render_plan` copies when the
+    base is not a kustomize base); stdin's text comes from :attr:`Base.text`."""
+    if base.mode == "stdin":
+        return {_STDIN_FILE: base.text or ""}
+    if base.mode == "kustomize" or base.root is None:
+        return {}
+    return {name: (base.root / name).read_text(encoding="utf-8") for name in base.files}
+
+
+def _base_copy_name(base: Base, name: str) -> str:
+    if base.mode == "stdin":
+        return _STDIN_FILE
+    return posixpath.normpath(name.replace(os.sep, "/"))
+
+
+def render_plan(
+    plan: Plan,
+    base: Base,
+    *,
+    out_dir: str | os.PathLike[str],
+    base_texts: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The midstream files: ``{path relative to out_dir: text}``, sorted by path.
+
+    ``out_dir`` is only used to write the base as a path relative to it (kustomize bases);
+    ``base_texts`` are the manifest files' texts to copy for a directory, a single file or
+    stdin (read with :func:`read_base_texts` when not given). The pull secrets hold the
+    license ID: write them with mode 0600 (see :func:`is_secret_file`).
+    """
+    files: dict[str, str] = {}
+    if base.mode == "kustomize":
+        assert base.root is not None
+        rel = os.path.relpath(Path(base.root).resolve(), Path(out_dir).resolve())
+        base_ref = rel.replace(os.sep, "/")
+    else:
+        texts = dict(base_texts) if base_texts is not None else read_base_texts(base)
+        copied: list[str] = []
+        for name in base.files if base.mode != "stdin" else (_STDIN_FILE,):
+            target = _base_copy_name(base, name)
+            files[f"{BASE_DIR}/{target}"] = texts[name if base.mode != "stdin" else _STDIN_FILE]
+            copied.append(target)
+        files[f"{BASE_DIR}/{KUSTOMIZATION_FILE}"] = dump_yaml(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": copied,
+            }
+        )
+        base_ref = BASE_DIR
+
+    secret_files: list[str] = []
+    for secret, data in zip(plan.secrets, plan.secret_objects(), strict=True):
+        name = secret_file_name(secret)
+        files[name] = dump_yaml(data)
+        secret_files.append(name)
+
+    kustomization: dict[str, Any] = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [base_ref, *secret_files],
+    }
+    if plan.field_specs:
+        files[CONFIGURATIONS_FILE] = dump_yaml(
+            {"images": [spec.to_json() for spec in plan.field_specs]}
+        )
+        kustomization["configurations"] = [CONFIGURATIONS_FILE]
+    kustomization["commonAnnotations"] = {"kots.io/app-slug": plan.options.app_slug}
+    if plan.renames:
+        kustomization["images"] = [rename.to_json() for rename in plan.renames]
+    if plan.patches:
+        kustomization["patches"] = [
+            {
+                "target": patch.target.to_json(),
+                "patch": LiteralScalarString(dump_yaml(patch.operations())),
+            }
+            for patch in plan.patches
+        ]
+    files[KUSTOMIZATION_FILE] = dump_yaml(kustomization)
+    return dict(sorted(files.items()))
