@@ -1,15 +1,113 @@
-"""Anonymous registry probing. STUB: being written."""
+"""Anonymous registry probing: can a cluster pull this image without credentials?
+
+For each distinct ``(registry, repository, reference)`` the prober sends
+``HEAD <scheme>://<api-host>/v2/<repository>/manifests/<digest|tag|latest>`` with the four
+manifest media types in ``Accept`` (GET only when HEAD answers 405). A ``401`` with a Bearer
+challenge leads to an anonymous ``GET realm?service=..&scope=repository:<repo>:pull`` and one
+retry with ``Authorization: Bearer``. Challenges are cached per registry (the next repository on
+the same registry costs two round trips, token and manifest, not three) and tokens per
+``(realm, service, scope)``; concurrent identical work is coalesced (one in-flight future).
+
+Verdicts (SPEC 5) and the decisions taken where the spec leaves room:
+
+* ``public``: the manifest answered 2xx anonymously (with no token, or with an anonymous
+  token). Nothing else proves public (a 2xx ``text/html`` page, e.g. a captive portal, is
+  ``unreachable``).
+* ``private``: 401/403 on the manifest after anonymous auth; token endpoint 401/403; a Basic
+  (or any non-Bearer) challenge; ``DENIED``/``UNAUTHORIZED`` error codes in a body;
+  **a 401 whose challenge cannot be parsed or has no realm** (the registry demands credentials
+  and offers no anonymous path; docker would fail the same way).
+* ``not_found``: 404 on the manifest (some registries hide private repositories behind 404).
+* ``rate_limited``: 429 after bounded retries that honour ``Retry-After`` (seconds or HTTP
+  date) or ``RateLimit-Reset``; a wait longer than ``max_retry_after`` (or than the time left)
+  is not waited for: the verdict is given at once.
+* ``unreachable``: DNS, connect, TLS, timeouts, 5xx after bounded retries with backoff, and
+  also: **a token realm we refuse** (reason ``token realm refused: ...``: plain http realm for
+  an https registry, link-local/metadata address, credentials in the URL), **a token endpoint
+  that answers 2xx without a usable token** (non-JSON, no token, larger than the body cap),
+  any other unexpected status (400, 3xx without Location, token endpoint 404), redirect
+  loops or downgrades to http. These prove nothing either way; ``--on-unknown`` decides.
+
+Safety: no credential is ever sent. The client is built with ``trust_env=True`` (proxy
+variables honoured) but httpx 0.28 reads no ``.netrc`` unless asked (we never ask), no auth is
+configured, URLs with user info are refused, and docker's config.json is never read. Bodies
+are read through a stream and capped (64 KiB); redirects are followed by hand (at most 5, never
+https to http, never to a refused address). A token is only ever sent to the origin whose
+challenge asked for it: a registry that redirects to another host that challenges too
+(``registry.k8s.io`` -> Artifact Registry) gets a token for that host, as docker does.
+
+Insecure registries: ``--insecure-registry HOST[:PORT]`` means plain HTTP for that host,
+directly (docker would first try https without verification; we do not, so a loopback test
+registry costs no failed TLS handshake). Loopback registries are not insecure by default.
+
+Unreachable registries: when a probe of a registry that has not answered once in this run
+fails at the transport level (or times out), the later probes of that registry get
+``unreachable`` at once, citing it, instead of each waiting for its own timeout.
+
+Performance (for many images): per-registry semaphore first, then the global one (a busy
+registry never holds global slots, so registries do not block each other); one connection pool
+per origin (httpcore's pool scans all its connections per request); response bodies always
+drained so connections are reused; HTTP/2 when the server offers it over TLS; the first wave of
+a registry does not wait for one probe to learn its challenge (at most ``per_registry - 1``
+extra anonymous HEADs, but one round trip less). Cost per repository once a registry's
+challenge is known: 1 round trip (anonymous or Basic registry, or a refusing token
+endpoint), 2 (token + manifest) for token registries.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+import email.utils
+import http.cookiejar
+import ipaddress
+import json
+import random
+import socket
+import ssl
+import time
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import attrs
+import httpx
 
-from ._model import ProbeResult
+from ._auth import (
+    Challenge,
+    ChallengeParseError,
+    RealmRefusedError,
+    TokenResponseError,
+    check_realm,
+    is_forbidden_address,
+    parse_token_response,
+    parse_www_authenticate,
+)
+from ._errors import InputError, PolicyError
+from ._model import Evidence, OnUnknown, ProbeResult, ProbeStep, Verdict
 from ._reference import ImageRef
 
-__all__ = ["ProbeOptions", "probe", "probe_sync"]
+__all__ = [
+    "MANIFEST_ACCEPT",
+    "ProbeOptions",
+    "Prober",
+    "apply_on_unknown",
+    "build_client",
+    "probe",
+    "probe_sync",
+]
+
+#: Media types sent in ``Accept`` on every manifest request.
+MANIFEST_ACCEPT = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+_ACCEPT = ", ".join(MANIFEST_ACCEPT)
+_USER_AGENT = "kotsrewrite/0.1 (anonymous probe)"
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_MAX_CHALLENGE_EVIDENCE = 1000
 
 
 @attrs.frozen
@@ -17,21 +115,923 @@ class ProbeOptions:
     """Transport and concurrency options for probing."""
 
     concurrency: int = 32
+    """Probes in flight at once, over all registries."""
     per_registry: int = 8
+    """Probes in flight at once against one registry (its politeness limit)."""
     timeout: float = 10.0
+    """Total time budget of one probe (all its requests, retries and waits), in seconds."""
     insecure_registries: frozenset[str] = frozenset()
+    """Registry hosts (``host`` or ``host:port``) reached over plain HTTP."""
     ca_file: str | None = None
+    """PEM file of extra CA certificates trusted for registries and token realms."""
+    connect_timeout: float = 5.0
+    read_timeout: float = 5.0
+    """Per-request connect and read timeouts (each also bounded by :attr:`timeout`)."""
+    max_attempts: int = 3
+    """Attempts per request on transport errors, 5xx and 429."""
+    backoff: float = 0.2
+    """First retry delay in seconds; doubles per attempt, with jitter."""
+    max_retry_after: float = 5.0
+    """Longest ``Retry-After`` honoured; a longer one gives ``rate_limited`` at once."""
+    max_body: int = 64 * 1024
+    """Bytes read at most from any response body."""
+    max_redirects: int = 5
+
+
+# --------------------------------------------------------------------------------------------
+# Client
+
+
+def _ssl_context(options: ProbeOptions) -> ssl.SSLContext | bool:
+    if options.ca_file is None:
+        return True
+    import certifi
+
+    try:
+        ctx = ssl.create_default_context(cafile=certifi.where())
+        ctx.load_verify_locations(cafile=options.ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise InputError(
+            f"cannot load CA certificates from {options.ca_file!r}: {exc}",
+            file="--ca-file",
+            hint="give a readable PEM file of CA certificates",
+        ) from None
+    return ctx
+
+
+class _PerOriginTransport(httpx.AsyncBaseTransport):
+    """One connection pool per origin, behind one client.
+
+    httpcore's pool scans every connection it holds (with a readability syscall for each idle
+    one) whenever a request is queued or finished: with one shared pool for many registries
+    and token servers that costs O(connections) per request and dominated the CPU at a few
+    hundred images. Pools per origin keep that scan to the handful of connections of one
+    registry. Proxies come from the environment as httpx would take them (``HTTPS_PROXY``,
+    ``HTTP_PROXY``, ``ALL_PROXY``, ``NO_PROXY``).
+    """
+
+    def __init__(self, verify: ssl.SSLContext | bool, limits: httpx.Limits) -> None:
+        self._verify = verify
+        self._limits = limits
+        self._pools: dict[tuple[str, str, int | None], httpx.AsyncHTTPTransport] = {}
+
+    def _proxy_for(self, url: httpx.URL) -> str | None:
+        proxies = urllib.request.getproxies_environment()
+        if not proxies:
+            return None
+        host = url.host if url.port is None else f"{url.host}:{url.port}"
+        if urllib.request.proxy_bypass(host):
+            return None
+        return proxies.get(url.scheme) or proxies.get("all")
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        key = (url.scheme, url.host, url.port)
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = httpx.AsyncHTTPTransport(
+                verify=self._verify,
+                http2=True,
+                limits=self._limits,
+                trust_env=True,
+                proxy=self._proxy_for(url),
+            )
+        return await pool.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        pools = list(self._pools.values())
+        self._pools.clear()
+        for pool in pools:
+            await pool.aclose()
+
+
+def build_client(
+    options: ProbeOptions | None = None, *, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """The ``httpx.AsyncClient`` the prober uses: HTTP/2 where offered, one connection pool
+    per origin, proxies from the environment, no credentials of any kind (no auth, no netrc),
+    no automatic redirects. ``transport`` replaces the network (tests)."""
+    opts = options or ProbeOptions()
+    limits = httpx.Limits(
+        max_connections=None,
+        max_keepalive_connections=max(16, opts.per_registry * 2),
+        keepalive_expiry=30.0,
+    )
+    timeout = httpx.Timeout(
+        connect=opts.connect_timeout, read=opts.read_timeout, write=opts.read_timeout, pool=None
+    )
+    verify = _ssl_context(opts)
+    if verify is True:
+        # One context for every pool (loading the CA bundle costs ~40 ms each time);
+        # trust_env: SSL_CERT_FILE / SSL_CERT_DIR are honoured as httpx would.
+        verify = httpx.create_ssl_context(trust_env=True)
+    # Cookies are never stored (so never replayed): a probe carries nothing but its token.
+    no_cookies = http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+    return httpx.AsyncClient(
+        cookies=no_cookies,
+        http2=True,
+        trust_env=True,
+        auth=None,
+        verify=verify,
+        timeout=timeout,
+        limits=limits,
+        follow_redirects=False,
+        headers={"User-Agent": _USER_AGENT, "Accept-Encoding": "identity"},
+        transport=transport if transport is not None else _PerOriginTransport(verify, limits),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Internals
+
+
+class _Outcome(Exception):
+    """A verdict reached inside a probe (internal control flow)."""
+
+    def __init__(self, verdict: Verdict, reason: str, *, transport: bool = False) -> None:
+        super().__init__(reason)
+        self.verdict = verdict
+        self.reason = reason
+        self.transport = transport
+
+
+@attrs.define
+class _Resp:
+    method: str
+    url: str
+    status: int
+    headers: httpx.Headers
+    body: bytes
+    truncated: bool
+    error_codes: tuple[str, ...]
+    challenge: str | None
+
+
+@attrs.define
+class _Ctx:
+    steps: list[ProbeStep]
+    deadline: float
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+
+@attrs.define
+class _Token:
+    token: str = attrs.field(repr=False)
+    expires_at: float
+    steps: tuple[ProbeStep, ...]
+
+
+@attrs.define
+class _TokenFailure:
+    verdict: Verdict
+    reason: str
+    steps: tuple[ProbeStep, ...]
+
+
+_Key = tuple[str, str, str]  # (base URL, repository, reference)
+
+
+def _error_codes(body: bytes) -> tuple[str, ...]:
+    if not body:
+        return ()
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return ()
+    errors = data.get("errors") if isinstance(data, dict) else None
+    if not isinstance(errors, list):
+        return ()
+    codes = [
+        e["code"] for e in errors[:20] if isinstance(e, dict) and isinstance(e.get("code"), str)
+    ]
+    return tuple(c[:64] for c in codes)
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    value = headers.get("retry-after")
+    if value is not None:
+        value = value.strip()
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            pass
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            when = None
+        if when is not None:
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    reset = headers.get("ratelimit-reset")
+    if reset is not None:
+        try:
+            seconds = float(reset.strip())
+        except ValueError:
+            return None
+        if seconds > 1e9:  # an epoch time
+            seconds -= time.time()
+        return max(0.0, seconds)
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or repr(exc)
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
+def _is_tls_error(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, ssl.SSLError):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    text = str(exc)
+    return "CERTIFICATE_VERIFY_FAILED" in text or "SSL" in text
+
+
+def _host_of(url: httpx.URL) -> str:
+    return url.host
+
+
+def _reason_codes(resp: _Resp, challenge_error: str | None = None) -> str:
+    bits = list(resp.error_codes)
+    if challenge_error and challenge_error not in bits:
+        bits.append(challenge_error)
+    return f" {'/'.join(bits)}" if bits else ""
+
+
+# --------------------------------------------------------------------------------------------
+# The prober
+
+
+class Prober:
+    """One probing run: one HTTP client, shared caches, concurrency limits.
+
+    Use as an async context manager::
+
+        async with Prober(ProbeOptions(per_registry=8)) as prober:
+            results = await prober.probe(images)
+
+    ``client`` lets a caller (a test, a benchmark) supply its own ``httpx.AsyncClient``
+    (build it with :func:`build_client` to keep the no-credential guarantees); it is not closed
+    by the prober. ``transport`` is passed to :func:`build_client` otherwise.
+    """
+
+    def __init__(
+        self,
+        options: ProbeOptions | None = None,
+        *,
+        client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.options = options or ProbeOptions()
+        if self.options.concurrency < 1 or self.options.per_registry < 1:
+            raise InputError(
+                "concurrency limits must be at least 1",
+                file="--concurrency",
+                hint="give a positive number",
+            )
+        self._own_client = client is None
+        self._own_network = client is None and transport is None
+        self._client = (
+            client if client is not None else build_client(self.options, transport=transport)
+        )
+        self._global = asyncio.Semaphore(self.options.concurrency)
+        self._per_registry: dict[str, asyncio.Semaphore] = {}
+        self._challenges: dict[str, dict[str, tuple[str, str | None]]] = {}
+        """registry base URL -> origin -> (realm, service) of its Bearer challenge."""
+        self._answered: set[str] = set()
+        """Origins that have answered at least once in this run."""
+        self._down: dict[str, tuple[str, tuple[ProbeStep, ...]]] = {}
+        self._tokens: dict[tuple[str, str | None, str], _Token] = {}
+        self._token_tasks: dict[
+            tuple[str, str | None, str], asyncio.Future[_Token | _TokenFailure]
+        ] = {}
+        self._inflight: dict[_Key, asyncio.Future[ProbeResult]] = {}
+        self._resolved: dict[str, str | None] = {}
+        self.requests = 0
+        """HTTP requests sent so far (attempts and redirects included)."""
+
+    async def __aenter__(self) -> Prober:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Cancel probes still in flight and close the HTTP client if the prober made it."""
+        futures: list[asyncio.Future[Any]] = [*self._inflight.values()]
+        futures += self._token_tasks.values()
+        pending = [f for f in futures if not f.done()]
+        for fut in pending:
+            fut.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._own_client:
+            await self._client.aclose()
+
+    # -- public ------------------------------------------------------------------------------
+
+    def base_url(self, ref: ImageRef) -> str:
+        """``https://host`` or ``http://host`` (for an insecure registry) for ``ref``."""
+        host = ref.api_host
+        insecure = self.options.insecure_registries
+        hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        plain = host in insecure or hostname in insecure
+        return _origin(httpx.URL(f"{'http' if plain else 'https'}://{host}"))
+
+    def key(self, ref: ImageRef) -> _Key:
+        """What identifies one probe: (base URL, repository, digest or tag)."""
+        return (self.base_url(ref), ref.repository, ref.manifest_reference)
+
+    async def probe(
+        self,
+        images: Iterable[ImageRef],
+        *,
+        on_result: Callable[[ProbeResult], None] | None = None,
+    ) -> list[ProbeResult]:
+        """Probe every image; one result per input, in input order (duplicates share a probe).
+
+        ``on_result`` is called with each input's result as soon as it is known.
+        """
+        refs = list(images)
+        by_key: dict[_Key, list[int]] = {}
+        for i, ref in enumerate(refs):
+            by_key.setdefault(self.key(ref), []).append(i)
+        results: list[ProbeResult | None] = [None] * len(refs)
+        futures = {key: self._start(key, refs[idx[0]]) for key, idx in by_key.items()}
+        waiters = {asyncio.ensure_future(_wrap(k, f)): k for k, f in futures.items()}
+        for done in asyncio.as_completed(list(waiters)):
+            key, shared = await done
+            for i in by_key[key]:
+                res = attrs.evolve(shared, image=refs[i])
+                results[i] = res
+                if on_result is not None:
+                    on_result(res)
+        return [r for r in results if r is not None]
+
+    async def probe_one(self, ref: ImageRef) -> ProbeResult:
+        """Probe one image (coalesced with any identical probe in flight)."""
+        result = await self._start(self.key(ref), ref)
+        return attrs.evolve(result, image=ref)
+
+    # -- scheduling --------------------------------------------------------------------------
+
+    def _start(self, key: _Key, ref: ImageRef) -> asyncio.Future[ProbeResult]:
+        fut = self._inflight.get(key)
+        if fut is None:
+            fut = asyncio.ensure_future(self._run(key, ref))
+            self._inflight[key] = fut
+        return fut
+
+    async def _run(self, key: _Key, ref: ImageRef) -> ProbeResult:
+        base = key[0]
+        sem = self._per_registry.get(base)
+        if sem is None:
+            sem = self._per_registry[base] = asyncio.Semaphore(self.options.per_registry)
+        # Per-registry first, then global: a busy registry never holds global slots while
+        # waiting for its own, so registries do not block each other.
+        async with sem, self._global:
+            return await self._probe_key(key, ref)
+
+    async def _probe_key(self, key: _Key, ref: ImageRef) -> ProbeResult:
+        started = time.monotonic()
+        probed_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        ctx = _Ctx(steps=[], deadline=started + self.options.timeout)
+        try:
+            async with asyncio.timeout(self.options.timeout):
+                verdict, reason = await self._decide(ctx, key)
+        except _Outcome as out:
+            verdict, reason = out.verdict, out.reason
+        except TimeoutError:
+            verdict = Verdict.UNREACHABLE
+            reason = f"probe timed out after {self.options.timeout:g} s"
+            self._mark_down_if_first(key[0], reason, ctx)
+        except Exception as exc:  # never raise for a registry's behaviour: a verdict
+            verdict, reason = Verdict.UNREACHABLE, f"unexpected error: {_describe(exc)}"
+        elapsed = (time.monotonic() - started) * 1000.0
+        evidence = Evidence(
+            reason=reason, steps=tuple(ctx.steps), elapsed_ms=elapsed, probed_at=probed_at
+        )
+        return ProbeResult(image=ref, verdict=verdict, evidence=evidence)
+
+    def _mark_down_if_first(self, base: str, reason: str, ctx: _Ctx) -> None:
+        """A registry that never answered in this run and just failed at the transport level
+        (or timed out) is down: its other probes get ``unreachable`` at once, citing this."""
+        if base not in self._answered and base not in self._down:
+            self._down[base] = (reason, tuple(ctx.steps))
+
+    # -- the decision ------------------------------------------------------------------------
+
+    async def _decide(self, ctx: _Ctx, key: _Key) -> tuple[Verdict, str]:
+        base, repo, reference = key
+        host = httpx.URL(base).host
+        why = is_forbidden_address(host)
+        if why:
+            raise _Outcome(Verdict.UNREACHABLE, f"registry address refused: {why}")
+        url = f"{base}/v2/{repo}/manifests/{reference}"
+
+        def allow_http(origin: str) -> bool:
+            # An http realm only for a registry the user opted into plain HTTP for.
+            return origin == base and base.startswith("http://")
+
+        # No waiting for a first probe to learn the registry's challenge: the probes of the
+        # first wave (at most per_registry) each pay their own anonymous HEAD, in parallel,
+        # which is faster than queueing behind one; later ones use the cached challenge.
+        if base in self._down:
+            reason, steps = self._down[base]
+            ctx.steps.extend(steps)
+            raise _Outcome(Verdict.UNREACHABLE, f"registry unreachable (first probe: {reason})")
+
+        # Tokens per origin: the registry's, and that of any host it redirects to that
+        # challenges too (registry.k8s.io -> Artifact Registry). Each is sent to its origin only.
+        tokens: dict[str, _Token] = {}
+        token_note = ""
+        for origin, chal in list(self._challenges.get(base, {}).items()):
+            tokens[origin], token_note = await self._token(ctx, chal, repo, allow_http(origin))
+        refreshed: set[str] = set()
+        method = "HEAD"
+        while True:
+            try:
+                resp = await self._exchange(
+                    ctx,
+                    "manifest",
+                    method,
+                    url,
+                    {"Accept": _ACCEPT},
+                    read_body=method == "GET",
+                    tokens=tokens,
+                )
+            except _Outcome as out:
+                if out.transport:
+                    self._mark_down_if_first(base, out.reason, ctx)
+                raise
+            origin = _origin(httpx.URL(resp.url))
+            token = tokens.get(origin)
+            auth_note = f" with anonymous token{token_note}" if token else " anonymously"
+            what = f"manifest {method} {resp.status}"
+            if 200 <= resp.status < 300:
+                ctype = resp.headers.get("content-type", "").lower()
+                if ctype.startswith("text/html"):
+                    # A captive portal or a web page, not a registry's manifest.
+                    return Verdict.UNREACHABLE, f"{what} with text/html: not a registry answer"
+                return Verdict.PUBLIC, f"{what}{auth_note}"
+            if resp.status == 405 and method == "HEAD":
+                method = "GET"
+                continue
+            if any(c in ("DENIED", "UNAUTHORIZED") for c in resp.error_codes) and resp.status in (
+                400,
+                404,
+            ):
+                return Verdict.PRIVATE, f"{what}{_reason_codes(resp)}{auth_note}"
+            if resp.status == 401:
+                if resp.challenge is None:
+                    return Verdict.PRIVATE, f"{what}{_reason_codes(resp)} with no challenge"
+                try:
+                    challenges = parse_www_authenticate(resp.headers.get_list("www-authenticate"))
+                except ChallengeParseError as exc:
+                    return (
+                        Verdict.PRIVATE,
+                        f"{what} with a malformed challenge ({exc}): no anonymous access offered",
+                    )
+                bearer = _bearer(challenges)
+                found = (bearer.params["realm"], bearer.params.get("service")) if bearer else None
+                known = self._challenges.get(base, {})
+                if token is None:
+                    if found is not None:
+                        self._challenges.setdefault(base, {})[origin] = found
+                        tokens[origin], token_note = await self._token(
+                            ctx, found, repo, allow_http(origin)
+                        )
+                        continue
+                    if any(c.scheme == "bearer" for c in challenges):
+                        return (
+                            Verdict.PRIVATE,
+                            f"{what} with a malformed challenge (Bearer without a realm):"
+                            " no anonymous access offered",
+                        )
+                    schemes = ", ".join(sorted({c.scheme.capitalize() for c in challenges}))
+                    return (
+                        Verdict.PRIVATE,
+                        f"{what}{_reason_codes(resp)}: {schemes} challenge, registry requires"
+                        " credentials",
+                    )
+                err = bearer.params.get("error") if bearer is not None else None
+                if (
+                    found is not None
+                    and origin not in refreshed
+                    and (err == "invalid_token" or found != known.get(origin))
+                ):
+                    # Expired/revoked token or a moved realm: fetch a fresh one, once.
+                    refreshed.add(origin)
+                    self._challenges.setdefault(base, {})[origin] = found
+                    self._tokens.pop((found[0], found[1], _scope(repo)), None)
+                    tokens[origin], token_note = await self._token(
+                        ctx, found, repo, allow_http(origin)
+                    )
+                    continue
+                return Verdict.PRIVATE, f"{what}{_reason_codes(resp, err)}{auth_note}"
+            if resp.status == 403:
+                return Verdict.PRIVATE, f"{what}{_reason_codes(resp)}{auth_note}"
+            if resp.status == 404:
+                return Verdict.NOT_FOUND, f"{what}{_reason_codes(resp)}{auth_note}"
+            return Verdict.UNREACHABLE, f"{what}: unexpected status{_reason_codes(resp)}"
+
+    # -- tokens ------------------------------------------------------------------------------
+
+    async def _token(
+        self, ctx: _Ctx, challenge: tuple[str, str | None], repo: str, allow_http: bool
+    ) -> tuple[_Token, str]:
+        realm, service = challenge
+        tkey = (realm, service, _scope(repo))
+        tok = self._tokens.get(tkey)
+        if tok is not None and tok.expires_at - 5.0 > time.monotonic():
+            return tok, " (cached)"
+        fut = self._token_tasks.get(tkey)
+        shared = fut is not None
+        if fut is None:
+            fut = asyncio.ensure_future(self._fetch_token(realm, service, repo, allow_http))
+            self._token_tasks[tkey] = fut
+            fut.add_done_callback(lambda _f: self._token_tasks.pop(tkey, None))
+        outcome = await asyncio.shield(fut)
+        if shared:
+            ctx.steps.extend(attrs.evolve(s, step="token (shared)") for s in outcome.steps)
+        else:
+            ctx.steps.extend(outcome.steps)
+        if isinstance(outcome, _TokenFailure):
+            raise _Outcome(outcome.verdict, outcome.reason)
+        self._tokens[tkey] = outcome
+        return outcome, ""
+
+    async def _fetch_token(
+        self, realm: str, service: str | None, repo: str, allow_http: bool
+    ) -> _Token | _TokenFailure:
+        ctx = _Ctx(steps=[], deadline=time.monotonic() + self.options.timeout)
+        out: _Token | _TokenFailure
+        try:
+            async with asyncio.timeout(self.options.timeout):
+                out = await self._fetch_token_steps(ctx, realm, service, repo, allow_http)
+        except TimeoutError:
+            out = _TokenFailure(
+                Verdict.UNREACHABLE,
+                f"token endpoint: timed out after {self.options.timeout:g} s",
+                (),
+            )
+        except Exception as exc:  # never raise for a registry's behaviour: a verdict
+            out = _TokenFailure(Verdict.UNREACHABLE, f"token endpoint: {_describe(exc)}", ())
+        out.steps = tuple(ctx.steps)
+        return out
+
+    async def _fetch_token_steps(
+        self, ctx: _Ctx, realm: str, service: str | None, repo: str, allow_http: bool
+    ) -> _Token | _TokenFailure:
+        try:
+            check_realm(realm, allow_http=allow_http)
+            url = httpx.URL(realm)
+            await self._check_resolved(url.host)
+        except (RealmRefusedError, httpx.InvalidURL) as exc:
+            ctx.steps.append(
+                ProbeStep(
+                    step="token",
+                    method="GET",
+                    url=realm[:500],
+                    status=None,
+                    elapsed_ms=0.0,
+                    error=f"refused: {exc}",
+                )
+            )
+            return _TokenFailure(Verdict.UNREACHABLE, f"token realm refused: {exc}", ())
+        params: dict[str, str] = {"scope": _scope(repo)}
+        if service is not None:
+            params = {"service": service, **params}
+        url = url.copy_merge_params(params)
+        try:
+            resp = await self._exchange(
+                ctx, "token", "GET", str(url), {"Accept": "application/json"}, read_body=True
+            )
+        except _Outcome as out:
+            return _TokenFailure(out.verdict, f"token endpoint: {out.reason}", ())
+        what = f"token GET {resp.status}"
+        if resp.status in (401, 403):
+            return _TokenFailure(
+                Verdict.PRIVATE,
+                f"{what}{_reason_codes(resp)}: token endpoint refused an anonymous token",
+                (),
+            )
+        if not 200 <= resp.status < 300:
+            return _TokenFailure(
+                Verdict.UNREACHABLE, f"{what}: unexpected status{_reason_codes(resp)}", ()
+            )
+        if resp.truncated:
+            return _TokenFailure(
+                Verdict.UNREACHABLE,
+                f"{what}: token response larger than {self.options.max_body} bytes",
+                (),
+            )
+        try:
+            parsed = parse_token_response(resp.body)
+        except TokenResponseError as exc:
+            return _TokenFailure(Verdict.UNREACHABLE, f"{what}: no usable token: {exc}", ())
+        return _Token(parsed.token, time.monotonic() + parsed.expires_in, ())
+
+    async def _check_resolved(self, host: str) -> None:
+        """Refuse a realm host whose DNS answer is a link-local or metadata address.
+
+        Only with the prober's own network transport (an injected client or transport decides
+        itself where requests go). A failed or slow (> 2 s) lookup is left to the request (or
+        to a proxy). The request resolves again, so this narrows, not closes, DNS rebinding."""
+        if not self._own_network:
+            return
+        try:
+            ipaddress.ip_address(host.strip("[]"))
+            return  # an IP literal was checked by check_realm already
+        except ValueError:
+            pass
+        if host in self._resolved:
+            why = self._resolved[host]
+        else:
+            why = None
+            try:
+                infos = await asyncio.wait_for(
+                    asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM),
+                    2.0,
+                )
+            except (OSError, TimeoutError):
+                infos = []
+            for info in infos:
+                why = is_forbidden_address(str(info[4][0]))
+                if why:
+                    why = f"{host} resolves to {info[4][0]}: {why}"
+                    break
+            self._resolved[host] = why
+        if why:
+            raise RealmRefusedError(why)
+
+    # -- one HTTP exchange with retries and redirects -----------------------------------------
+
+    async def _exchange(
+        self,
+        ctx: _Ctx,
+        step: str,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        *,
+        read_body: bool,
+        tokens: Mapping[str, _Token] | None = None,
+    ) -> _Resp:
+        opts = self.options
+        attempt = 0
+        while True:
+            attempt += 1
+            cur_url = httpx.URL(url)
+            cur_method = method
+            cur_headers = dict(headers)
+            redirects = 0
+            while True:
+                t0 = time.monotonic()
+                hop_headers = cur_headers
+                token = tokens.get(_origin(cur_url)) if tokens else None
+                if token is not None:
+                    hop_headers = {**cur_headers, "Authorization": f"Bearer {token.token}"}
+                try:
+                    resp = await self._send(cur_method, cur_url, hop_headers, read_body)
+                except httpx.HTTPError as exc:
+                    ms = (time.monotonic() - t0) * 1000.0
+                    desc = _describe(exc)
+                    ctx.steps.append(
+                        ProbeStep(
+                            step=step,
+                            method=cur_method,
+                            url=str(cur_url),
+                            status=None,
+                            elapsed_ms=ms,
+                            error=desc,
+                            attempt=attempt,
+                        )
+                    )
+                    kind = "TLS error" if _is_tls_error(exc) else "transport error"
+                    if kind == "TLS error" or attempt >= opts.max_attempts:
+                        raise _Outcome(
+                            Verdict.UNREACHABLE,
+                            f"{step} {cur_method} {kind} after {attempt} attempt"
+                            f"{'s' if attempt > 1 else ''}: {desc}",
+                            transport=True,
+                        ) from None
+                    await self._sleep_backoff(ctx, attempt)
+                    break  # retry from the original URL
+                ms = (time.monotonic() - t0) * 1000.0
+                self._answered.add(_origin(cur_url))
+                ctx.steps.append(
+                    ProbeStep(
+                        step=step,
+                        method=cur_method,
+                        url=str(cur_url),
+                        status=resp.status,
+                        elapsed_ms=ms,
+                        error_codes=resp.error_codes,
+                        attempt=attempt,
+                        challenge=resp.challenge,
+                    )
+                )
+                if resp.status in _REDIRECTS:
+                    cur_url, cur_method, cur_headers = self._redirect(
+                        step, resp, cur_url, cur_method, cur_headers, redirects
+                    )
+                    redirects += 1
+                    continue
+                if resp.status == 429:
+                    wait = _retry_after(resp.headers)
+                    if attempt >= opts.max_attempts:
+                        raise _Outcome(
+                            Verdict.RATE_LIMITED,
+                            f"{step} {cur_method} 429 after {attempt} attempts",
+                        )
+                    if wait is not None and (
+                        wait > opts.max_retry_after or wait > ctx.remaining() - 0.05
+                    ):
+                        raise _Outcome(
+                            Verdict.RATE_LIMITED,
+                            f"{step} {cur_method} 429: Retry-After {wait:.0f} s exceeds the"
+                            f" {min(opts.max_retry_after, max(ctx.remaining(), 0)):.1f} s"
+                            " allowed",
+                        )
+                    if wait is None:
+                        await self._sleep_backoff(ctx, attempt)
+                    else:
+                        await asyncio.sleep(wait)
+                    break
+                if resp.status >= 500:
+                    if attempt >= opts.max_attempts:
+                        raise _Outcome(
+                            Verdict.UNREACHABLE,
+                            f"{step} {cur_method} {resp.status}{_reason_codes(resp)} after"
+                            f" {attempt} attempts",
+                        )
+                    await self._sleep_backoff(ctx, attempt)
+                    break
+                return resp
+
+    def _redirect(
+        self,
+        step: str,
+        resp: _Resp,
+        cur_url: httpx.URL,
+        method: str,
+        headers: dict[str, str],
+        redirects: int,
+    ) -> tuple[httpx.URL, str, dict[str, str]]:
+        if redirects >= self.options.max_redirects:
+            raise _Outcome(
+                Verdict.UNREACHABLE,
+                f"{step}: more than {self.options.max_redirects} redirects",
+            )
+        location = resp.headers.get("location")
+        if not location:
+            raise _Outcome(Verdict.UNREACHABLE, f"{step}: {resp.status} without Location")
+        try:
+            nxt = cur_url.join(location)
+        except (httpx.InvalidURL, ValueError) as exc:
+            raise _Outcome(Verdict.UNREACHABLE, f"{step}: bad redirect: {exc}") from None
+        if nxt.scheme not in ("http", "https"):
+            raise _Outcome(Verdict.UNREACHABLE, f"{step}: redirect to {nxt.scheme!r} refused")
+        if cur_url.scheme == "https" and nxt.scheme == "http":
+            raise _Outcome(
+                Verdict.UNREACHABLE, f"{step}: redirect from https to http refused ({nxt})"
+            )
+        if nxt.userinfo:
+            raise _Outcome(Verdict.UNREACHABLE, f"{step}: redirect URL with credentials refused")
+        why = is_forbidden_address(nxt.host)
+        if why:
+            raise _Outcome(Verdict.UNREACHABLE, f"{step}: redirect refused: {why}")
+        new_headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+        new_method = "GET" if resp.status == 303 and method != "HEAD" else method
+        return nxt, new_method, new_headers
+
+    async def _sleep_backoff(self, ctx: _Ctx, attempt: int) -> None:
+        delay = self.options.backoff * (2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+        if delay >= ctx.remaining():
+            delay = max(0.0, ctx.remaining() - 0.01)
+        await asyncio.sleep(delay)
+
+    async def _send(
+        self, method: str, url: httpx.URL, headers: dict[str, str], read_body: bool
+    ) -> _Resp:
+        self.requests += 1
+        cap = self.options.max_body
+        async with self._client.stream(method, url, headers=headers) as r:
+            # Always drain the (capped) body, even for HEAD (no bytes, but the end of the
+            # message must be read): an undrained response closes its connection, and
+            # connection reuse is most of the speed. A body over the cap closes it instead.
+            truncated = False
+            chunks: list[bytes] = []
+            total = 0
+            async for chunk in r.aiter_bytes():
+                chunks.append(chunk)
+                total += len(chunk)
+                if total > cap:
+                    truncated = True
+                    break
+            body = b"".join(chunks)[:cap] if read_body or r.status_code >= 400 else b""
+            codes = () if truncated else _error_codes(body)
+            chal = ", ".join(r.headers.get_list("www-authenticate")) or None
+            if chal is not None and len(chal) > _MAX_CHALLENGE_EVIDENCE:
+                chal = chal[:_MAX_CHALLENGE_EVIDENCE] + "..."
+            return _Resp(
+                method=method,
+                url=str(url),
+                status=r.status_code,
+                headers=r.headers,
+                body=body,
+                truncated=truncated,
+                error_codes=codes,
+                challenge=chal,
+            )
+
+
+def _origin(url: httpx.URL) -> str:
+    port = f":{url.port}" if url.port is not None else ""
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    return f"{url.scheme}://{host}{port}"
+
+
+def _scope(repo: str) -> str:
+    return f"repository:{repo}:pull"
+
+
+def _bearer(challenges: Sequence[Challenge]) -> Challenge | None:
+    for c in challenges:
+        if c.scheme == "bearer" and c.params.get("realm"):
+            return c
+    return None
+
+
+async def _wrap(key: _Key, fut: asyncio.Future[ProbeResult]) -> tuple[_Key, ProbeResult]:
+    return key, await fut
+
+
+# --------------------------------------------------------------------------------------------
+# Module-level API
 
 
 async def probe(
-    images: Iterable[ImageRef], options: ProbeOptions | None = None
+    images: Iterable[ImageRef],
+    options: ProbeOptions | None = None,
+    *,
+    on_result: Callable[[ProbeResult], None] | None = None,
+    client: httpx.AsyncClient | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> list[ProbeResult]:
-    """Probe each distinct image anonymously; one result per distinct reference."""
-    raise NotImplementedError
+    """Probe each image anonymously; one result per input, in input order.
+
+    Each distinct ``(registry, repository, digest-or-tag)`` is requested once; inputs that
+    share it share the result (with their own :attr:`ProbeResult.image`). Never raises for a
+    registry's behaviour: every image gets a verdict with evidence.
+    """
+    async with Prober(options, client=client, transport=transport) as prober:
+        return await prober.probe(images, on_result=on_result)
 
 
 def probe_sync(
-    images: Iterable[ImageRef], options: ProbeOptions | None = None
+    images: Iterable[ImageRef],
+    options: ProbeOptions | None = None,
+    *,
+    on_result: Callable[[ProbeResult], None] | None = None,
 ) -> list[ProbeResult]:
-    """Synchronous wrapper of :func:`probe` for callers without an event loop."""
-    raise NotImplementedError
+    """Synchronous wrapper of :func:`probe` for callers without an event loop.
+
+    Called from a thread that already runs an event loop, it runs the probe in a worker thread.
+    """
+    refs = list(images)
+
+    def run() -> list[ProbeResult]:
+        return asyncio.run(probe(refs, options, on_result=on_result))
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return run()
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(run).result()
+
+
+def apply_on_unknown(result: ProbeResult, policy: OnUnknown) -> Verdict:
+    """The verdict to act on under ``--on-unknown``: ``public``/``private`` as proved, others
+    mapped to ``private`` or ``public``; :class:`PolicyError` under ``fail``."""
+    if result.verdict.is_known:
+        return result.verdict
+    if policy is OnUnknown.PRIVATE:
+        return Verdict.PRIVATE
+    if policy is OnUnknown.PUBLIC:
+        return Verdict.PUBLIC
+    raise PolicyError(
+        f"{result.image}: verdict {result.verdict} ({result.evidence.reason})",
+        hint="fix access to the registry, or choose --on-unknown private|public",
+    )
