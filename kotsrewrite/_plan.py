@@ -723,8 +723,67 @@ def _patches(
             resource=index,
         )
         _check_patch(patch, resource, sorted(pointers[index]), secret)
-        patches.append(patch)
+        patches.append(_exact_target(patch, inventory, warnings))
     return patches, namespaces
+
+
+def _field_selects(pattern: str, value: str) -> bool:
+    if not pattern:
+        return True
+    try:
+        return re.fullmatch(pattern, value) is not None
+    except re.error:  # pragma: no cover - targets are names or escaped names
+        return pattern == value
+
+
+def _selects(target: PatchTarget, doc: Any) -> bool:
+    """Whether kustomize v5 selects ``doc`` with ``target``: every field is an anchored regular
+    expression, an empty one matches anything, and an object without a namespace is in
+    ``default`` (so target namespace ``default`` selects it, and an absent one selects every
+    namespace)."""
+    return (
+        _field_selects(target.group, doc.group)
+        and _field_selects(target.version, doc.version)
+        and _field_selects(target.kind, doc.kind)
+        and _field_selects(target.name, doc.name or "")
+        and _field_selects(target.namespace or "", doc.namespace or "default")
+    )
+
+
+def _exact_target(patch: Patch, inventory: Inventory, warnings: list[str]) -> Patch:
+    """Narrow ``patch.target`` until it selects only its own object.
+
+    A target without a namespace selects that name in every namespace: for an object without
+    a namespace it names ``default`` (where kustomize puts such objects). Names and groups are
+    regular expressions to kustomize (``my.app`` selects ``my-app``): they are escaped. Should a
+    target still select another object, a warning says so.
+    """
+
+    def others(target: PatchTarget) -> list[Any]:
+        return [
+            r.document
+            for i, r in enumerate(inventory.resources)
+            if i != patch.resource and r.document.name is not None and _selects(target, r.document)
+        ]
+
+    target = patch.target
+    if not others(target):
+        return patch
+    if target.namespace is None:
+        target = attrs.evolve(target, namespace="default")
+    if others(target):
+        target = attrs.evolve(
+            target, group=_quote_meta(target.group), name=_quote_meta(target.name)
+        )
+    clash = others(target)
+    if clash:
+        other = clash[0]
+        warnings.append(
+            f"{patch.file}:{patch.line}: the patch for {target.kind} {patch.target.name} also"
+            f" selects {other.kind} {other.name} ({other.file}:{other.line}): the pull secret"
+            " may be added to both"
+        )
+    return attrs.evolve(patch, target=target)
 
 
 def _check_patch(patch: Patch, resource: Resource, pointers: list[str], secret: str) -> None:

@@ -8,10 +8,14 @@ Layout of the output directory (paths are relative to it):
   ``pull-secret-<namespace>.yaml`` for every other namespace (written mode 0600);
 * ``image-fields.yaml``: the ``configurations`` file, only when an image to rename sits where
   kustomize does not look by default;
-* ``base/``: only when the input was not a kustomize base. kustomize refuses a plain
-  directory or files outside the kustomization root as resources, and kotsrewrite never writes
-  into the user's base, so the manifest files read are copied here byte for byte with a
-  ``kustomization.yaml`` listing them (what ``kustomize create --autodetect`` would write).
+* ``base/``: only when the input was a single file or stdin: the text read is copied here
+  byte for byte with a ``kustomization.yaml`` listing it.
+
+kustomize refuses a plain directory, or files outside the kustomization root, as a resource, but
+accepts a directory anywhere that holds a kustomization. So a plain base directory gets a
+``kustomization.yaml`` of its own listing the manifest files read (what
+``kustomize create --autodetect`` writes; see :func:`render_base_kustomization`), and the
+midstream names that directory, like a kustomize base, by its path relative to the output.
 
 Strings that YAML 1.1 (which kustomize reads) would take for a bool, a number, a null or a
 timestamp (``on``, ``yes``, ``y``, ``1.10``, ``0x1f``...) are double quoted.
@@ -36,11 +40,13 @@ from ._plan import Plan, PullSecret
 
 __all__ = [
     "BASE_DIR",
+    "BASE_KUSTOMIZATION_HEADER",
     "CONFIGURATIONS_FILE",
     "KUSTOMIZATION_FILE",
     "dump_yaml",
     "is_secret_file",
     "read_base_texts",
+    "render_base_kustomization",
     "render_plan",
     "secret_file_name",
 ]
@@ -49,6 +55,11 @@ KUSTOMIZATION_FILE = "kustomization.yaml"
 CONFIGURATIONS_FILE = "image-fields.yaml"
 BASE_DIR = "base"
 _STDIN_FILE = "stdin.yaml"
+#: First line of the kustomization kotsrewrite writes into a plain base directory.
+BASE_KUSTOMIZATION_HEADER = (
+    "# written by kotsrewrite: the manifest files of this directory, so that kustomize can use\n"
+    "# it as a base. Edit it as you like; kotsrewrite reads it as any kustomization.\n"
+)
 
 # Plain scalars YAML 1.1 or 1.2 would resolve to something other than a string.
 _AMBIGUOUS = re.compile(
@@ -101,13 +112,34 @@ def is_secret_file(path: str) -> bool:
 
 
 def read_base_texts(base: Base) -> dict[str, str]:
-    """The text of every manifest file of ``base`` (what :func:`render_plan` copies when the
-    base is not a kustomize base); stdin's text comes from :attr:`Base.text`."""
+    """The text of the manifest file of ``base`` (what :func:`render_plan` copies when the
+    input is a single file); stdin's text comes from :attr:`Base.text`."""
     if base.mode == "stdin":
         return {_STDIN_FILE: base.text or ""}
-    if base.mode == "kustomize" or base.root is None:
+    if base.mode != "file" or base.root is None:
         return {}
     return {name: (base.root / name).read_text(encoding="utf-8") for name in base.files}
+
+
+def _kustomization(resources: list[str]) -> str:
+    return dump_yaml(
+        {
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "resources": resources,
+        }
+    )
+
+
+def render_base_kustomization(base: Base) -> str | None:
+    """The ``kustomization.yaml`` to add to a plain base directory (``None`` for any other
+    input): :data:`BASE_KUSTOMIZATION_HEADER`, then ``resources`` listing the manifest files
+    read, relative to the directory, in the order read."""
+    if base.mode != "directory":
+        return None
+    return BASE_KUSTOMIZATION_HEADER + _kustomization(
+        [posixpath.normpath(name.replace(os.sep, "/")) for name in base.files]
+    )
 
 
 def _base_copy_name(base: Base, name: str) -> str:
@@ -125,13 +157,14 @@ def render_plan(
 ) -> dict[str, str]:
     """The midstream files: ``{path relative to out_dir: text}``, sorted by path.
 
-    ``out_dir`` is only used to write the base as a path relative to it (kustomize bases);
-    ``base_texts`` are the manifest files' texts to copy for a directory, a single file or
-    stdin (read with :func:`read_base_texts` when not given). The pull secrets hold the
+    ``out_dir`` is only used to write the base directory as a path relative to it (a
+    kustomize base, or a plain directory given its kustomization by
+    :func:`render_base_kustomization`); ``base_texts`` are the texts to copy for a single file
+    or stdin (read with :func:`read_base_texts` when not given). The pull secrets hold the
     license ID: write them with mode 0600 (see :func:`is_secret_file`).
     """
     files: dict[str, str] = {}
-    if base.mode == "kustomize":
+    if base.mode in ("kustomize", "directory"):
         assert base.root is not None
         rel = os.path.relpath(Path(base.root).resolve(), Path(out_dir).resolve())
         base_ref = rel.replace(os.sep, "/")
@@ -142,13 +175,7 @@ def render_plan(
             target = _base_copy_name(base, name)
             files[f"{BASE_DIR}/{target}"] = texts[name if base.mode != "stdin" else _STDIN_FILE]
             copied.append(target)
-        files[f"{BASE_DIR}/{KUSTOMIZATION_FILE}"] = dump_yaml(
-            {
-                "apiVersion": "kustomize.config.k8s.io/v1beta1",
-                "kind": "Kustomization",
-                "resources": copied,
-            }
-        )
+        files[f"{BASE_DIR}/{KUSTOMIZATION_FILE}"] = _kustomization(copied)
         base_ref = BASE_DIR
 
     secret_files: list[str] = []

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import io
+import shutil
 from pathlib import Path
+
+import pytest
 
 from kotsrewrite._cli import main
 
 FIX = Path(__file__).parent / "fixtures" / "midstream" / "registries"
 ARGS = ["--app-slug", "acme", "--license-id", "LIC-SECRET-9", "--offline"]
 KNOWN = ["--known-images", str(FIX / "known-images.yaml")]
+
+
+@pytest.fixture
+def base(tmp_path: Path) -> Path:
+    """A copy of the fixture base (a plain directory: a run adds a kustomization to it)."""
+    return Path(shutil.copytree(FIX / "base", tmp_path / "base"))
 
 
 def _run(argv: list[str]) -> tuple[int, str, str]:
@@ -31,36 +40,36 @@ def test_bad_input_writes_nothing_and_names_file_line(tmp_path: Path) -> None:
     assert "kotsrewrite: error: bad.yaml:7:" in err
     assert not (tmp_path / "mid").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["base"]  # no temp dir left
+    assert sorted(p.name for p in base.iterdir()) == ["bad.yaml", "ok.yaml"]  # no kustomization
 
 
-def test_refuses_foreign_directory_without_force(tmp_path: Path) -> None:
+def test_refuses_foreign_directory_without_force(tmp_path: Path, base: Path) -> None:
     out = tmp_path / "mid"
     out.mkdir()
     (out / "mine.txt").write_text("keep me")
-    code, _, err = _run(["rewrite", str(FIX / "base"), *ARGS, *KNOWN, "--out", str(out)])
+    code, _, err = _run(["rewrite", str(base), *ARGS, *KNOWN, "--out", str(out)])
     assert code == 2 and "not written by kotsrewrite" in err and "--force" in err
     assert (out / "mine.txt").read_text() == "keep me"
-    code, _, err = _run(["rewrite", str(FIX / "base"), *ARGS, *KNOWN, "--out", str(out), "--force"])
+    code, _, err = _run(["rewrite", str(base), *ARGS, *KNOWN, "--out", str(out), "--force"])
     assert code == 0, err
     assert not (out / "mine.txt").exists() and (out / ".kotsrewrite").is_file()
 
 
-def test_refuses_to_overwrite_the_input(tmp_path: Path) -> None:
-    import shutil
-
-    shutil.copytree(FIX / "base", tmp_path / "base")
+def test_refuses_to_overwrite_the_input(tmp_path: Path, base: Path) -> None:
     code, _, err = _run(["rewrite", str(tmp_path / "base"), *ARGS, *KNOWN, "--out", str(tmp_path)])
     assert code == 2 and "holding the input" in err
     assert (tmp_path / "base" / "svc.yml").is_file()
+    assert not (base / "kustomization.yaml").exists()
+    assert sorted(p.name for p in base.iterdir()) == ["apps", "svc.yml"]
 
 
-def test_dry_run_prints_plan_and_writes_nothing(tmp_path: Path) -> None:
+def test_dry_run_prints_plan_and_writes_nothing(tmp_path: Path, base: Path) -> None:
     out = tmp_path / "mid"
-    code, stdout, err = _run(
-        ["rewrite", str(FIX / "base"), *ARGS, *KNOWN, "--out", str(out), "--dry-run"]
-    )
+    code, stdout, err = _run(["rewrite", str(base), *ARGS, *KNOWN, "--out", str(out), "--dry-run"])
     assert code == 0, err
     assert not out.exists()
+    assert not (base / "kustomization.yaml").exists()
+    assert f"would write base kustomization: {base}/kustomization.yaml" in err
     assert "kustomization.yaml\n" in stdout and "pull-secret.yaml\n" in stdout
     assert (
         "proxy       private      quay.io/acme/api:1.2.3 ->"
@@ -70,21 +79,18 @@ def test_dry_run_prints_plan_and_writes_nothing(tmp_path: Path) -> None:
     assert "LIC-SECRET-9" not in stdout + err
 
 
-def test_on_unknown_fail_exits_1_and_public_keeps(tmp_path: Path) -> None:
+def test_on_unknown_fail_exits_1_and_public_keeps(tmp_path: Path, base: Path) -> None:
     out = tmp_path / "mid"
-    code, _, err = _run(
-        ["rewrite", str(FIX / "base"), *ARGS, "--out", str(out), "--on-unknown", "fail"]
-    )
+    code, _, err = _run(["rewrite", str(base), *ARGS, "--out", str(out), "--on-unknown", "fail"])
     assert code == 1 and "quay.io/acme/api:1.2.3 (no verdict)" in err
     assert not out.exists()
-    code, _, err = _run(
-        ["rewrite", str(FIX / "base"), *ARGS, "--out", str(out), "--on-unknown", "public"]
-    )
+    assert not (base / "kustomization.yaml").exists()
+    code, _, err = _run(["rewrite", str(base), *ARGS, "--out", str(out), "--on-unknown", "public"])
     assert code == 0 and "treated as public" in err
     assert "images:" not in (out / "kustomization.yaml").read_text()
 
 
-def test_license_and_application_files(tmp_path: Path) -> None:
+def test_license_and_application_files(tmp_path: Path, base: Path) -> None:
     lic = tmp_path / "license.yaml"
     lic.write_text(
         "apiVersion: kots.io/v1beta1\nkind: License\nmetadata: {name: l}\n"
@@ -99,7 +105,7 @@ def test_license_and_application_files(tmp_path: Path) -> None:
     code, stdout, err = _run(
         [
             "rewrite",
-            str(FIX / "base"),
+            str(base),
             "--license",
             str(lic),
             "--application",
@@ -118,6 +124,6 @@ def test_license_and_application_files(tmp_path: Path) -> None:
     assert "LIC-FROM-FILE" not in stdout + err
 
 
-def test_missing_license_is_usage_error(tmp_path: Path) -> None:
-    code, _, err = _run(["rewrite", str(FIX / "base"), "--app-slug", "acme"])
+def test_missing_license_is_usage_error(tmp_path: Path, base: Path) -> None:
+    code, _, err = _run(["rewrite", str(base), "--app-slug", "acme"])
     assert code == 2 and "--license-id: no license ID" in err and "hint:" in err

@@ -4,10 +4,13 @@ Each case is a directory under ``tests/fixtures/midstream/<case>/``:
 
 * ``base/`` (a directory input), or a single file, or ``stdin.yaml`` fed to ``-``;
 * ``case.json``: ``args`` (CLI flags), ``input`` (``base``, a file name, or ``-``), and
-  optional expectations: ``pullSecrets`` (``{"Kind/name": [names in order]}``) and
+  optional expectations: ``pullSecrets`` (``{"Kind/name": [names in order]}``, or
+  ``Kind/namespace/name`` for a namespaced object) and
   ``namespaces`` (the namespaces given a secret, app namespace first);
 * ``known-images.yaml``: a KOTS Installation with the verdicts (the run is ``--offline``);
-* ``expected/``: the midstream written, byte for byte.
+* ``expected/``: the midstream written, byte for byte;
+* ``expected-base/kustomization.yaml``: for a plain directory input, the kustomization
+  kotsrewrite adds to it (the only file added there).
 
 Regenerate the expected files after an intended change with::
 
@@ -123,12 +126,29 @@ def test_golden_case(case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     out, spec = _run_case(case, tmp_path, monkeypatch)
     expected_dir = FIXTURES / case / "expected"
     got = _tree(out)
+    # What the run added to a directory input: nothing, or one kustomization.yaml.
+    base_added: dict[str, str] = {}
+    if spec["input"] != "-" and (FIXTURES / case / spec["input"]).is_dir():
+        before = _tree(FIXTURES / case / spec["input"])
+        after = _tree(out.parent / "base")
+        assert {k: v for k, v in after.items() if k in before} == before  # nothing changed
+        base_added = {k: v for k, v in after.items() if k not in before}
+    expected_base = FIXTURES / case / "expected-base"
     if REGEN:
-        shutil.rmtree(expected_dir, ignore_errors=True)
-        for rel, text in got.items():
-            (expected_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-            (expected_dir / rel).write_text(text, encoding="utf-8")
+        for directory, tree in ((expected_dir, got), (expected_base, base_added)):
+            shutil.rmtree(directory, ignore_errors=True)
+            for rel, text in tree.items():
+                (directory / rel).parent.mkdir(parents=True, exist_ok=True)
+                (directory / rel).write_text(text, encoding="utf-8")
     assert got == _tree(expected_dir)
+    assert base_added == (_tree(expected_base) if expected_base.is_dir() else {})
+    if base_added:
+        assert list(base_added) == ["kustomization.yaml"]
+        assert "wrote base kustomization: " in spec["stderr"]
+        assert spec["report"]["baseKustomization"].endswith("/base/kustomization.yaml")
+        assert (out / "kustomization.yaml").read_text().count("\n- ../base\n") == 1
+    else:
+        assert spec["report"]["baseKustomization"] is None
     for rel in got:
         mode = (out / rel).stat().st_mode & 0o777
         assert mode == (0o600 if rel.startswith("pull-secret") else 0o644 & ~_umask()), rel
@@ -177,9 +197,14 @@ def test_golden_case(case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
             assert names.count(secret) <= 1
             if (d["kind"], d["metadata"]["name"]) in patched:
                 assert names.count(secret) == 1, (d["kind"], d["metadata"]["name"])
-        key = f"{d['kind']}/{d['metadata']['name']}"
-        if key in spec.get("pullSecrets", {}):
-            assert [s["name"] for s in pod_specs[0]["imagePullSecrets"]] == spec["pullSecrets"][key]
+        ns = d["metadata"].get("namespace")
+        for key in (
+            f"{d['kind']}/{d['metadata']['name']}",
+            f"{d['kind']}/{ns}/{d['metadata']['name']}",
+        ):
+            if key in spec.get("pullSecrets", {}):
+                got_names = [s["name"] for s in pod_specs[0]["imagePullSecrets"]]
+                assert got_names == spec["pullSecrets"][key], key
         assert d["metadata"]["annotations"]["kots.io/app-slug"] == slug
 
 
