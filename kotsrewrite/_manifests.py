@@ -18,7 +18,9 @@ import gc
 import math
 import os
 import re
+import stat
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, TextIO
@@ -27,8 +29,10 @@ import attrs
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
+from ruamel.yaml.parser import ParserError
 from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.resolver import BaseResolver
+from ruamel.yaml.scanner import ScannerError
 from ruamel.yaml.tag import Tag
 
 from ._errors import InputError
@@ -136,6 +140,21 @@ class _FastResolver(BaseResolver):
 def _new_yaml() -> YAML:
     yaml = YAML(typ="safe", pure=False)
     yaml.Resolver = _FastResolver
+    return yaml
+
+
+class _PureResolver(_FastResolver):
+    """The fast resolver for ruamel's pure-Python parser (which asks for the YAML version)."""
+
+    processing_version = (1, 1)
+
+
+def _new_pure_yaml() -> YAML:
+    """ruamel's pure-Python parser: slower, but it accepts what libyaml wrongly rejects, such as
+    ``{name: web, image: nginx:1.25}`` (a ``:`` inside a plain scalar in a flow mapping), which
+    kubectl's go-yaml reads. Used only to retry a file the C parser failed on."""
+    yaml = YAML(typ="safe", pure=True)
+    yaml.Resolver = _PureResolver
     return yaml
 
 
@@ -497,14 +516,17 @@ def _too_deep_text(text: str, limit: int) -> int | None:
     """A 1-based line where nesting may exceed ``limit``, checked on the text.
 
     libyaml recurses once per nesting level and crashes the process on very deep input, so
-    this runs before composing. It over-estimates (brackets inside plain scalars count), which
-    only matters for texts far outside anything real.
+    this runs before composing. It over-estimates (brackets inside plain and block scalars
+    count), which only matters for texts far outside anything real; the count restarts at each
+    document marker, so unbalanced brackets in many documents' scripts do not add up.
     """
     if text.count("[") + text.count("{") > limit:
         stripped = _QUOTED.sub(_blank_quoted, text)
         depth = 0
         for match in _BRACKETS.finditer(stripped):
-            if match.group() in "[{":
+            if len(match.group()) > 1:
+                depth = 0
+            elif match.group() in "[{":
                 depth += 1
                 if depth > limit:
                     return stripped.count("\n", 0, match.start()) + 1
@@ -517,7 +539,7 @@ def _too_deep_text(text: str, limit: int) -> int | None:
 
 
 _QUOTED = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\n]|\'\')*\'|#[^\n]*')
-_BRACKETS = re.compile(r"[\[\]{}]")
+_BRACKETS = re.compile(r"[\[\]{}]|^(?:---|\.\.\.)(?=[ \t\r\n]|\Z)", re.MULTILINE)
 
 
 def _blank_quoted(match: re.Match[str]) -> str:
@@ -528,7 +550,26 @@ def _blank_quoted(match: re.Match[str]) -> str:
 _TEXT_DEPTH_LIMIT = 2_000
 
 
+_WIDE_BOMS = {
+    b"\x00\x00\xfe\xff": "UTF-32",
+    b"\xff\xfe\x00\x00": "UTF-32",
+    b"\xfe\xff": "UTF-16",
+    b"\xff\xfe": "UTF-16",
+}
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _decode(data: bytes, file: str) -> str:
+    for bom, name in _WIDE_BOMS.items():
+        if data.startswith(bom):
+            raise InputError(
+                f"{name} text (byte order mark), not UTF-8",
+                file=file,
+                line=1,
+                hint="save the file as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8)",
+            )
     if b"\x00" in data:
         line = data.count(b"\n", 0, data.index(b"\x00")) + 1
         raise InputError(
@@ -558,9 +599,17 @@ def _too_large(file: str, size: int | None, limits: Limits) -> InputError:
     )
 
 
-def _read_file(path: Path, file: str, limits: Limits) -> str:
+def _read_file(path: Path, file: str, limits: Limits, *, named: bool = False) -> str:
+    """The text of ``path``; only a file the user ``named`` may be a pipe (``<(helm ...)``)."""
     try:
-        size = path.stat().st_size
+        info = path.stat()
+        size = info.st_size
+        if not named and not stat.S_ISREG(info.st_mode):
+            raise InputError(
+                "not a regular file (a pipe, device or socket)",
+                file=file,
+                hint="a base directory may hold only regular files; remove it",
+            )
         if size > limits.max_file_bytes:
             raise _too_large(file, size, limits)
         with path.open("rb") as fh:
@@ -597,24 +646,22 @@ class _Loader:
                 line=line,
                 hint="Kubernetes objects are never nested this deep; check the file",
             )
+        documents, count, aliases = len(self.documents), self.count, self.checker.alias_nodes
         try:
-            for index, node in enumerate(self.yaml.compose_all(text)):
-                self.count += 1
-                if self.count > self.limits.max_documents:
-                    raise InputError(
-                        f"more than {self.limits.max_documents:,} YAML documents",
-                        file=file,
-                        line=_line(node) if node is not None else None,
-                        hint="raise the limit with --max-documents if the base is really"
-                        " this large",
-                    )
-                if node is None or (
-                    type(node) is ScalarNode and node.ctag is _NULL and not node.style
-                ):
-                    continue
-                if type(node) is not ScalarNode:
-                    self.checker.check(file, node)
-                self.documents.extend(_objects(file, index, node))
+            try:
+                self._compose(file, text, self.yaml)
+            except (ScannerError, ParserError) as exc:
+                # libyaml rejects some YAML that go-yaml (kubectl) reads; retry this one file
+                # with the pure-Python parser, and report the C parser's error if that fails too.
+                del self.documents[documents:]
+                self.count, self.checker.alias_nodes = count, aliases
+                try:
+                    with warnings.catch_warnings():
+                        # e.g. a duplicate anchor: an error to libyaml, a warning here
+                        warnings.simplefilter("error")
+                        self._compose(file, text, _new_pure_yaml())
+                except (YAMLError, RecursionError, Warning):
+                    raise exc from None
         except ReaderError as exc:
             line = text.count("\n", 0, max(0, int(exc.position))) + 1
             raise InputError(
@@ -645,6 +692,22 @@ class _Loader:
                 file=file,
                 hint="Kubernetes objects are never nested this deep; check the file",
             ) from None
+
+    def _compose(self, file: str, text: str, yaml: YAML) -> None:
+        for index, node in enumerate(yaml.compose_all(text)):
+            self.count += 1
+            if self.count > self.limits.max_documents:
+                raise InputError(
+                    f"more than {self.limits.max_documents:,} YAML documents",
+                    file=file,
+                    line=_line(node) if node is not None else None,
+                    hint="raise the limit with --max-documents if the base is really this large",
+                )
+            if node is None or (type(node) is ScalarNode and node.ctag is _NULL and not node.style):
+                continue
+            if type(node) is not ScalarNode:
+                self.checker.check(file, node)
+            self.documents.extend(_objects(file, index, node))
 
 
 def _display(path: Path, root: Path) -> str:
@@ -750,7 +813,7 @@ def _kustomize_paths(directory: Path, root: Path, limits: Limits, yaml: YAML) ->
                     line=_line(node),
                     hint="render the remote base first (kubectl kustomize) and give its output",
                 )
-            target = (kdir / entry).resolve()
+            target = Path(os.path.realpath(kdir / entry))  # a symlink loop: "does not exist"
             if target.is_dir():
                 if target in stack:
                     raise InputError(
@@ -840,6 +903,16 @@ def _load(source: str | os.PathLike[str], limits: Limits, stdin: TextIO | None) 
                 line=text.count("\n", 0, text.index("\x00")) + 1,
                 hint="give rendered manifests as UTF-8 text",
             )
+        # Under the C/POSIX locale Python decodes stdin with surrogateescape: bad bytes
+        # arrive as lone surrogates, which the C parser cannot take.
+        bad = _SURROGATE.search(text)
+        if bad is not None:
+            raise InputError(
+                f"not valid UTF-8 (byte 0x{ord(bad.group()) & 0xFF:02x})",
+                file=_STDIN,
+                line=text.count("\n", 0, bad.start()) + 1,
+                hint="give rendered manifests as UTF-8 text",
+            )
         text = text.removeprefix("\ufeff")
         loader.add_text(_STDIN, text)
         text_kept, root, mode = text, None, "stdin"
@@ -864,7 +937,7 @@ def _load(source: str | os.PathLike[str], limits: Limits, stdin: TextIO | None) 
                 loader.add_text(display, _read_file(p, display, limits))
         elif path.exists():
             root, mode = path.parent, "file"
-            loader.add_text(path.name, _read_file(path, path.name, limits))
+            loader.add_text(path.name, _read_file(path, path.name, limits, named=True))
         else:
             raise InputError(
                 "no such file or directory",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 
 import attrs
+from docker_image import digest as _ddigest
 from docker_image import reference as _dref
 
 from ._errors import InvalidReferenceError
@@ -78,7 +79,9 @@ class ImageRef:
             )
         try:
             parsed = _dref.Reference.parse(text)
-        except _dref.InvalidReference as exc:
+        except (_dref.InvalidReference, _ddigest.InvalidDigest) as exc:
+            # InvalidDigest: e.g. "@ha256:<hex>" (an unsupported algorithm) raised past
+            # docker-image-py's own InvalidReference (found by tests/test_fuzz_input.py).
             raise InvalidReferenceError(
                 f"invalid image reference {text!r}: {exc}",
                 hint="references look like [registry[:port]/]repository[:tag][@sha256:digest]"
@@ -95,9 +98,7 @@ class ImageRef:
         first, sep, rest = name.partition("/")
         # distribution's splitDockerDomain: a first component is a registry host when it is
         # localhost, has a dot or a port, or has uppercase letters (repositories cannot).
-        if sep and (
-            first == "localhost" or "." in first or ":" in first or first.lower() != first
-        ):
+        if sep and (first == "localhost" or "." in first or ":" in first or first.lower() != first):
             domain, path = first, rest
         else:
             domain, path = "", name

@@ -4,20 +4,34 @@ The files are written into a fresh temporary directory beside the destination, t
 into place. An existing destination written by kotsrewrite (it holds :data:`MARKER_FILE`) is
 replaced: renamed aside, the new directory renamed in, the old one deleted. Any other
 non-empty destination is refused unless ``force`` is given. Nothing is left behind on failure.
+
+On Linux the old and new directories are swapped with one ``renameat2(RENAME_EXCHANGE)``, so a
+process killed at any point leaves the destination holding either the complete old output or
+the complete new one. (Elsewhere, two renames: a kill between them leaves the destination
+missing, and the next run puts the old output back before writing.) Temporary directories are
+named ``.<name>.tmp-<pid>-*`` and ``.<name>.old-<pid>-*`` beside the destination; those of a
+process that no longer runs are removed by the next write.
+
+Test hook: ``KOTSREWRITE_TEST_WRITE_DELAY`` (seconds, read only here) sleeps after each file
+written and after the swap, so tests can kill the process at chosen points of writing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from ._errors import OutputError
 
-__all__ = ["MARKER_FILE", "MARKER_TEXT", "write_output"]
+__all__ = ["MARKER_FILE", "MARKER_TEXT", "staged_file", "write_output"]
 
 #: Present in every directory kotsrewrite writes; marks it as safe to replace.
 MARKER_FILE = ".kotsrewrite"
@@ -31,6 +45,67 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _test_delay() -> None:
+    """Sleep ``KOTSREWRITE_TEST_WRITE_DELAY`` seconds (a test hook; unset in real use)."""
+    delay = os.environ.get("KOTSREWRITE_TEST_WRITE_DELAY")
+    if delay:
+        time.sleep(float(delay))
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths atomically (Linux ``renameat2``); False when not supported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    c_int, c_path = ctypes.c_int, ctypes.c_char_p
+    renameat2.argtypes = [c_int, c_path, c_int, c_path, ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _clean_stale(dest: Path) -> None:
+    """Remove temporary directories of dead writers of ``dest``; restore a lost old output."""
+    pattern = re.compile(rf"\.{re.escape(dest.name)}\.(tmp|old)-(\d+)-")
+    try:
+        entries = list(dest.parent.iterdir())
+    except OSError:
+        return
+    for entry in sorted(entries):
+        match = pattern.match(entry.name)
+        if match is None or not entry.is_dir() or entry.is_symlink():
+            continue
+        if _alive(int(match.group(2))):
+            continue
+        kept = entry / "old"
+        if match.group(1) == "old" and not dest.exists() and (kept / MARKER_FILE).is_file():
+            with contextlib.suppress(OSError):
+                os.rename(kept, dest)
+        shutil.rmtree(entry, ignore_errors=True)
 
 
 def _check_destination(out: Path, protected: Path | None, force: bool) -> bool:
@@ -77,11 +152,12 @@ def write_output(
     written. Raises :class:`~kotsrewrite.OutputError` when ``out`` cannot be replaced.
     """
     dest = Path(out).absolute()
+    _clean_stale(dest)
     replace = _check_destination(dest, Path(protected) if protected else None, force)
     parent = dest.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-{os.getpid()}-", dir=parent))
     except OSError as exc:
         raise OutputError(f"{dest}: cannot create: {exc.strerror}") from None
     mask = _umask()
@@ -98,10 +174,14 @@ def write_output(
             with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
                 fh.write(text)
             os.chmod(path, mode)
+            _test_delay()
         for directory in [tmp, *(p for p in tmp.rglob("*") if p.is_dir())]:
             os.chmod(directory, 0o755 & ~mask)
-        if replace:
-            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=parent))
+        if replace and _exchange(tmp, dest):
+            _test_delay()
+            shutil.rmtree(tmp, ignore_errors=True)  # now the old output
+        elif replace:
+            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-{os.getpid()}-", dir=parent))
             os.rename(dest, old / "old")
             try:
                 os.rename(tmp, dest)
@@ -120,3 +200,48 @@ def write_output(
             shutil.rmtree(tmp)
         raise
     return dest
+
+
+@contextlib.contextmanager
+def staged_file(
+    path: str | os.PathLike[str], text: str, *, hint: str | None = None
+) -> Iterator[Path]:
+    """Create the new file ``path`` holding ``text`` (mode 0644 less the umask), atomically,
+    when the ``with`` block succeeds.
+
+    The text is written to a temporary file in the same directory before the block runs (so
+    an unwritable directory fails first, with ``hint``), then linked into place after it; if
+    the block raises, the temporary file is removed and ``path`` never appears. An existing
+    ``path`` is never replaced. Yields the absolute path. Raises
+    :class:`~kotsrewrite.OutputError`.
+    """
+    dest = Path(path).absolute()
+    if dest.exists() or dest.is_symlink():
+        raise OutputError(f"{dest}: already exists", hint=hint)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{dest.name}.tmp-", dir=dest.parent)
+    except OSError as exc:
+        raise OutputError(f"{dest}: cannot write: {exc.strerror or exc}", hint=hint) from None
+    tmp = Path(name)
+    try:
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+                fh.write(text)
+            os.chmod(tmp, 0o644 & ~_umask())
+        except OSError as exc:
+            raise OutputError(f"{dest}: cannot write: {exc.strerror or exc}", hint=hint) from None
+        yield dest
+        try:
+            try:
+                os.link(tmp, dest)  # never replaces a file created meanwhile
+            except FileExistsError:
+                raise OutputError(f"{dest}: already exists", hint=hint) from None
+            except OSError:
+                if dest.exists() or dest.is_symlink():
+                    raise OutputError(f"{dest}: already exists", hint=hint) from None
+                os.rename(tmp, dest)  # a file system without hard links
+        except OSError as exc:
+            raise OutputError(f"{dest}: cannot write: {exc.strerror or exc}", hint=hint) from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
