@@ -1,0 +1,544 @@
+"""Checking a written midstream the way a cluster would see it: built with kustomize.
+
+:func:`verify_midstream` builds the midstream directory with ``kubectl kustomize`` (or
+``kustomize build``), builds its base the same way, and checks the invariants of the output
+(SPEC section 6) on the built objects:
+
+* every image in a ``containers``/``initContainers``/``ephemeralContainers`` list or an image
+  volume (and in the ``configurations`` image fields) is what the kustomization's ``images``
+  entries make of the base's image, tag and digest intact; an image no entry matches is
+  untouched. Given the :class:`~kotsrewrite.Plan`, each image is also what its decision says
+  (private renamed to the proxy, public left alone);
+* every PodSpec using an image on a host of the pull secret (the proxy, the Replicated
+  registry) lists the secret in ``imagePullSecrets`` exactly once, and no PodSpec lists it
+  twice;
+* a pull secret exists in every namespace such a PodSpec runs in (the secret without
+  ``metadata.namespace`` serves the app namespace; without a plan or ``namespace`` that is
+  the one namespace left without its own secret), and, given a plan, in every namespace the
+  plan names;
+* each pull secret is a ``kubernetes.io/dockerconfigjson`` whose ``auths`` cover the hosts
+  (username ``LICENSE_ID``, ``auth`` the base64 of ``LICENSE_ID:<password>``; given a plan,
+  the password is its license ID and the hosts exactly its two hosts);
+* every object carries the ``kots.io/app-slug`` annotation.
+
+Problems are returned as one line each; no line ever contains the license ID.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from ._errors import InputError
+from ._plan import Plan, Rename
+from ._reference import ImageRef
+
+__all__ = ["VerifyResult", "kustomize_build", "kustomize_command", "verify_midstream"]
+
+_KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+_ANNOTATION = "kots.io/app-slug"
+_CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
+_Key = tuple[str, str, str, str]
+
+
+@attrs.frozen
+class VerifyResult:
+    """What :func:`verify_midstream` found."""
+
+    directory: Path
+    problems: tuple[str, ...]
+    """One line per problem; empty when every check passed."""
+    objects: int = 0
+    """Objects in the built midstream."""
+    images_checked: int = 0
+    pod_specs_checked: int = 0
+    secrets_checked: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when no problem was found."""
+        return not self.problems
+
+    def summary(self) -> str:
+        """One line saying what was checked."""
+        verdict = "ok" if self.ok else f"{len(self.problems)} problem(s)"
+        return (
+            f"{self.directory}: {verdict}: {self.objects} objects, {self.images_checked} image"
+            f" fields, {self.pod_specs_checked} PodSpecs, {self.secrets_checked} pull secrets"
+            " checked"
+        )
+
+
+def kustomize_command(which: Callable[[str], str | None] = shutil.which) -> list[str]:
+    """``[kubectl, kustomize]`` when kubectl is on PATH, else ``[kustomize, build]``.
+
+    Raises :class:`~kotsrewrite.InputError` when neither is installed.
+    """
+    kubectl = which("kubectl")
+    if kubectl:
+        return [kubectl, "kustomize"]
+    kustomize = which("kustomize")
+    if kustomize:
+        return [kustomize, "build"]
+    raise InputError(
+        "neither kubectl nor kustomize is on PATH",
+        file="PATH",
+        hint="install kubectl (it contains kustomize) or kustomize, then run again",
+    )
+
+
+class _BuildFailed(Exception):
+    pass
+
+
+def _load_all(text: str) -> list[dict[str, Any]]:
+    return [d for d in YAML(typ="safe", pure=True).load_all(text) if isinstance(d, dict)]
+
+
+def _build(command: Sequence[str], directory: Path) -> list[dict[str, Any]]:
+    try:
+        proc = subprocess.run(
+            [*command, str(directory)], capture_output=True, text=True, timeout=120, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise _BuildFailed(str(exc)) from None
+    if proc.returncode != 0:
+        lines = [line.strip() for line in proc.stderr.splitlines() if line.strip()]
+        detail = " ".join(lines[:4])[:400] or f"exit status {proc.returncode}"
+        raise _BuildFailed(detail)
+    try:
+        return _load_all(proc.stdout)
+    except YAMLError as exc:  # pragma: no cover - kustomize writes valid YAML
+        raise _BuildFailed(f"unreadable output: {exc}") from None
+
+
+def kustomize_build(
+    directory: str | os.PathLike[str], command: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    """The objects ``kubectl kustomize DIRECTORY`` (or ``kustomize build``) prints.
+
+    Raises :class:`~kotsrewrite.InputError` when no kustomize is installed or the build fails.
+    """
+    cmd = list(command) if command is not None else kustomize_command()
+    try:
+        return _build(cmd, Path(directory))
+    except _BuildFailed as exc:
+        raise InputError(
+            f"kustomize cannot build it: {exc}",
+            file=str(directory),
+            hint=f"run '{' '.join(cmd)} {directory}' to see the whole error",
+        ) from None
+
+
+# --------------------------------------------------------------------------------------------
+# Walking built objects
+
+
+def _key(obj: dict[str, Any]) -> _Key:
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    assert isinstance(meta, dict)
+    return (
+        str(obj.get("apiVersion", "")),
+        str(obj.get("kind", "")),
+        str(meta.get("namespace") or ""),
+        str(meta.get("name") or ""),
+    )
+
+
+def _describe(key: _Key) -> str:
+    _, kind, namespace, name = key
+    return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
+
+
+def _fmt(path: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def _image_sites(
+    node: Any, path: tuple[str | int, ...] = ()
+) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """(path, image) of every container image and image volume reference, at any depth."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            here = (*path, key)
+            if key in _CONTAINER_LISTS and isinstance(value, list):
+                for i, item in enumerate(value):
+                    if isinstance(item, dict) and isinstance(item.get("image"), str):
+                        yield (*here, i, "image"), item["image"]
+            if key == "volumes" and isinstance(value, list):
+                for i, item in enumerate(value):
+                    image = item.get("image") if isinstance(item, dict) else None
+                    if isinstance(image, dict) and isinstance(image.get("reference"), str):
+                        yield (*here, i, "image", "reference"), image["reference"]
+            yield from _image_sites(value, here)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _image_sites(value, (*path, i))
+
+
+def _field_sites(
+    node: Any, segments: list[str], path: tuple[str | int, ...] = ()
+) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """(path, image) along a kustomize field spec path such as ``spec/steps[]/image``."""
+    if not segments or not isinstance(node, dict):
+        return
+    head, rest = segments[0], segments[1:]
+    key = head.removesuffix("[]")
+    if key not in node:
+        return
+    child = node[key]
+    if not rest:
+        if isinstance(child, str):
+            yield (*path, key), child
+        return
+    if head.endswith("[]") and isinstance(child, list):
+        for i, item in enumerate(child):
+            yield from _field_sites(item, rest, (*path, key, i))
+    else:
+        yield from _field_sites(child, rest, (*path, key))
+
+
+def _get(node: Any, path: tuple[str | int, ...]) -> Any:
+    for part in path:
+        if isinstance(part, int):
+            if not isinstance(node, list) or part >= len(node):
+                return None
+        elif not isinstance(node, dict):
+            return None
+        node = node[part] if isinstance(part, int) else node.get(part)
+    return node
+
+
+def _pod_specs(
+    node: Any, path: tuple[str | int, ...] = ()
+) -> Iterator[tuple[tuple[str | int, ...], dict[str, Any]]]:
+    if isinstance(node, dict):
+        if isinstance(node.get("containers"), list):
+            yield path, node
+        for key, value in node.items():
+            yield from _pod_specs(value, (*path, key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _pod_specs(value, (*path, i))
+
+
+def _domain(image: str) -> str:
+    try:
+        return ImageRef.parse(image).domain.lower()
+    except Exception:
+        return image.split("/", 1)[0].lower()
+
+
+# --------------------------------------------------------------------------------------------
+# Reading the midstream
+
+
+def _kustomization(directory: Path) -> dict[str, Any]:
+    for name in _KUSTOMIZATION_NAMES:
+        path = directory / name
+        if path.is_file():
+            try:
+                data = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, YAMLError) as exc:
+                raise InputError(
+                    f"cannot read it: {exc}",
+                    file=str(path),
+                    hint="give a midstream directory written by kotsrewrite rewrite",
+                ) from None
+            if not isinstance(data, dict):
+                raise InputError(
+                    "not a kustomization mapping",
+                    file=str(path),
+                    hint="give a midstream directory written by kotsrewrite rewrite",
+                )
+            return data
+    raise InputError(
+        "no kustomization.yaml in this directory",
+        file=str(directory),
+        hint="give the midstream directory written by kotsrewrite rewrite (--out)",
+    )
+
+
+def _configured_fields(directory: Path, kustomization: dict[str, Any]) -> list[tuple[str, str]]:
+    """(kind, path) of the ``images`` field specs in the ``configurations`` files."""
+    out: list[tuple[str, str]] = []
+    for name in kustomization.get("configurations") or []:
+        try:
+            data = YAML(typ="safe", pure=True).load((directory / str(name)).read_text("utf-8"))
+        except (OSError, UnicodeDecodeError, YAMLError):
+            continue
+        for spec in (data or {}).get("images") or [] if isinstance(data, dict) else []:
+            if isinstance(spec, dict) and isinstance(spec.get("path"), str):
+                out.append((str(spec.get("kind") or ""), spec["path"]))
+    return out
+
+
+def _is_secret_resource(directory: Path, entry: str, secret: str) -> bool:
+    path = directory / entry
+    if not path.is_file():
+        return False
+    try:
+        docs = _load_all(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, YAMLError):
+        return False
+    return bool(docs) and all(
+        d.get("kind") == "Secret" and (d.get("metadata") or {}).get("name") == secret for d in docs
+    )
+
+
+class _Checker:
+    def __init__(
+        self,
+        directory: Path,
+        plan: Plan | None,
+        namespace: str | None,
+        command: Sequence[str],
+    ) -> None:
+        self.directory = directory
+        self.plan = plan
+        self.namespace = plan.options.namespace if plan is not None else namespace
+        self.command = command
+        self.problems: list[str] = []
+        self.images = 0
+        self.pod_specs = 0
+        self.secrets = 0
+        self.objects = 0
+
+    def problem(self, text: str) -> None:
+        if self.plan is not None:
+            text = text.replace(self.plan.options.license_id, "<license ID>")
+        if text not in self.problems:
+            self.problems.append(text)
+
+    def run(self) -> None:
+        k = _kustomization(self.directory)
+        annotations = k.get("commonAnnotations")
+        slug = annotations.get(_ANNOTATION) if isinstance(annotations, dict) else None
+        if self.plan is not None:
+            if slug != self.plan.options.app_slug:
+                self.problem(
+                    f"kustomization.yaml: commonAnnotations {_ANNOTATION} is {slug!r},"
+                    f" expected {self.plan.options.app_slug!r}"
+                )
+            slug = self.plan.options.app_slug
+        if not isinstance(slug, str) or not slug:
+            self.problem(
+                f"kustomization.yaml: no commonAnnotations {_ANNOTATION}: cannot tell the app"
+                " slug nor the pull secret's name"
+            )
+            return
+        secret = f"{slug}-registry"
+        renames = [
+            Rename(name=str(e["name"]), new_name=str(e["newName"]))
+            for e in k.get("images") or []
+            if isinstance(e, dict) and e.get("name") and e.get("newName")
+        ]
+        try:
+            built = _build(self.command, self.directory)
+        except _BuildFailed as exc:
+            self.problem(f"kustomize cannot build the midstream: {exc}")
+            return
+        self.objects = len(built)
+        base: list[dict[str, Any]] = []
+        for entry in k.get("resources") or []:
+            entry = str(entry)
+            path = self.directory / entry
+            if path.is_dir():
+                try:
+                    base += _build(self.command, path)
+                except _BuildFailed as exc:
+                    self.problem(f"kustomize cannot build the base {entry}: {exc}")
+                    return
+            elif not _is_secret_resource(self.directory, entry, secret) and path.is_file():
+                try:
+                    base += _load_all(path.read_text(encoding="utf-8"))
+                except (OSError, UnicodeDecodeError, YAMLError) as exc:
+                    self.problem(f"{entry}: cannot read it: {exc}")
+        fields = _configured_fields(self.directory, k)
+        self.check_images(base, built, renames, fields)
+        hosts = self.check_secrets(built, secret, renames)
+        self.check_pod_specs(built, secret, hosts)
+        for obj in built:
+            meta = obj.get("metadata") or {}
+            if (meta.get("annotations") or {}).get(_ANNOTATION) != slug:
+                self.problem(f"{_describe(_key(obj))}: no annotation {_ANNOTATION}: {slug}")
+
+    def check_images(
+        self,
+        base: list[dict[str, Any]],
+        built: list[dict[str, Any]],
+        renames: list[Rename],
+        fields: list[tuple[str, str]],
+    ) -> None:
+        by_key = {_key(obj): obj for obj in built}
+        for obj in base:
+            key = _key(obj)
+            if key not in by_key:
+                self.problem(f"{_describe(key)}: in the base but not in the built midstream")
+                continue
+            sites: dict[tuple[str | int, ...], str] = dict(_image_sites(obj))
+            for kind, spec_path in fields:
+                if not kind or kind == obj.get("kind"):
+                    sites.update(_field_sites(obj, spec_path.split("/")))
+            for path, image in sites.items():
+                self.images += 1
+                expected = image
+                for rename in renames:
+                    expected = rename.apply(expected)
+                if self.plan is not None:
+                    with contextlib.suppress(KeyError):
+                        expected = self.plan.decision(image).new_image
+                actual = _get(by_key[key], path)
+                if actual == expected:
+                    continue
+                where = f"{_describe(key)} {_fmt(path)}"
+                if actual == image:
+                    self.problem(f"{where}: {image} was not renamed to {expected}")
+                else:
+                    self.problem(f"{where}: is {actual}, expected {expected} (from {image})")
+
+    def check_secrets(
+        self, built: list[dict[str, Any]], secret: str, renames: list[Rename]
+    ) -> set[str]:
+        """Check every pull secret; return the hosts its auths cover."""
+        hosts: set[str] = set()
+        required = {_domain(r.new_name) for r in renames}
+        if self.plan is not None:
+            required = {h.lower() for h in self.plan.options.replicated_hosts}
+        found = [o for o in built if o.get("kind") == "Secret" and _key(o)[3] == secret]
+        self.secrets = len(found)
+        for obj in found:
+            where = _describe(_key(obj))
+            if obj.get("type") != "kubernetes.io/dockerconfigjson":
+                self.problem(
+                    f"{where}: type is {obj.get('type')!r}, not kubernetes.io/dockerconfigjson"
+                )
+            data = obj.get("data") or {}
+            try:
+                config = json.loads(
+                    base64.b64decode(str(data.get(".dockerconfigjson")), validate=True)
+                )
+                auths = config["auths"]
+                assert isinstance(auths, dict)
+            except (binascii.Error, ValueError, KeyError, TypeError, AssertionError):
+                self.problem(f"{where}: data .dockerconfigjson is not base64 JSON with auths")
+                continue
+            seen = {str(h).lower() for h in auths}
+            hosts |= seen
+            for host in sorted(required - seen):
+                self.problem(f"{where}: auths has no entry for {host}")
+            if self.plan is not None and seen - required:
+                self.problem(f"{where}: auths has unexpected hosts {sorted(seen - required)}")
+            for host, entry in sorted(auths.items()):
+                if not isinstance(entry, dict):
+                    self.problem(f"{where}: auths {host} is not a mapping")
+                    continue
+                password = entry.get("password")
+                if entry.get("username") != "LICENSE_ID":
+                    self.problem(f"{where}: auths {host} username is not LICENSE_ID")
+                if not isinstance(password, str) or not password:
+                    self.problem(f"{where}: auths {host} has no password")
+                    continue
+                if self.plan is not None and password != self.plan.options.license_id:
+                    self.problem(f"{where}: auths {host} password is not the license ID")
+                good = base64.b64encode(f"LICENSE_ID:{password}".encode()).decode("ascii")
+                if entry.get("auth") != good:
+                    self.problem(
+                        f"{where}: auths {host} auth is not base64 of LICENSE_ID:<password>"
+                    )
+        return hosts | required
+
+    def check_pod_specs(self, built: list[dict[str, Any]], secret: str, hosts: set[str]) -> None:
+        needed: dict[str | None, str] = {}
+        for obj in built:
+            if obj.get("kind") == "CustomResourceDefinition":
+                continue
+            key = _key(obj)
+            for path, spec in _pod_specs(obj):
+                self.pod_specs += 1
+                pulls = spec.get("imagePullSecrets") or []
+                names = [s.get("name") for s in pulls if isinstance(s, dict)]
+                count = names.count(secret)
+                where = f"{_describe(key)} {_fmt(path) or '(object)'}"
+                if count > 1:
+                    self.problem(f"{where}: imagePullSecrets lists {secret} {count} times")
+                images = [image for _, image in _image_sites(spec)]
+                using = [i for i in images if _domain(i) in hosts]
+                if using and count == 0:
+                    self.problem(f"{where}: pulls {using[0]} but imagePullSecrets lacks {secret}")
+                if using:
+                    needed.setdefault(key[2] or None, where)
+        explicit: set[str | None] = set()
+        for obj in built:
+            if obj.get("kind") == "Secret" and _key(obj)[3] == secret:
+                explicit.add(_key(obj)[2] or None)
+        app = self.namespace
+        unserved = sorted(ns for ns in needed if ns is not None and ns not in explicit)
+        if None in explicit and app is None and len(unserved) == 1:
+            app = unserved[0]  # the namespace-less secret serves the one namespace left
+        for ns in [None, *unserved] if None in needed else unserved:
+            if (
+                ns in explicit
+                or (ns is None and (app in explicit if app is not None else bool(explicit)))
+                or (None in explicit and ns in (None, app))
+            ):
+                continue
+            self.problem(f"{needed[ns]}: no pull secret {secret} in namespace {ns or 'of the app'}")
+        if self.plan is not None:
+            for pull in self.plan.secrets:
+                if pull.namespace not in explicit:
+                    self.problem(
+                        f"no pull secret {secret} in namespace"
+                        f" {pull.namespace or self.plan.options.namespace}, which the plan names"
+                    )
+
+
+def verify_midstream(
+    directory: str | os.PathLike[str],
+    plan: Plan | None = None,
+    *,
+    namespace: str | None = None,
+    command: Sequence[str] | None = None,
+) -> VerifyResult:
+    """Build the midstream in ``directory`` with kustomize and check it (see the module doc).
+
+    ``plan`` (what :func:`~kotsrewrite.rewrite` returns in its result) makes the checks exact;
+    without it they follow the kustomization itself. ``namespace`` is the app namespace (the
+    plan's when given). ``command`` is the kustomize command (default
+    :func:`kustomize_command`). A build failure is a problem, not an exception. Raises
+    :class:`~kotsrewrite.InputError` when ``directory`` holds no kustomization or no kustomize
+    is installed.
+    """
+    path = Path(directory)
+    if not path.is_dir():
+        raise InputError(
+            "not a directory",
+            file=str(directory),
+            hint="give the midstream directory written by kotsrewrite rewrite (--out)",
+        )
+    cmd = list(command) if command is not None else kustomize_command()
+    checker = _Checker(path, plan, namespace, cmd)
+    checker.run()
+    return VerifyResult(
+        directory=path,
+        problems=tuple(checker.problems),
+        objects=checker.objects,
+        images_checked=checker.images,
+        pod_specs_checked=checker.pod_specs,
+        secrets_checked=checker.secrets,
+    )
