@@ -1,32 +1,37 @@
 #!/usr/bin/env bash
-# Rewrite the acme-platform example into a midstream and show the images kustomize builds.
+# Rewrite a copy of the acme-platform example into a midstream and show the images kustomize
+# builds from it.
 #
-#   examples/rewrite.sh                  # writes examples/acme/midstream/
-#   OUT=/tmp/acme-midstream examples/rewrite.sh
+#   examples/rewrite.sh                 # works in a new temporary directory
+#   examples/rewrite.sh /tmp/acme       # works in /tmp/acme (acme/ copied there, midstream/ beside)
 #
-# Runs offline: every verdict comes from the KOTS Installation CR's knownImages, so nothing
-# is probed. Needs kotsrewrite on PATH (pip install .) and kubectl (or kustomize) for the build.
+# Runs offline: every verdict comes from the KOTS Installation CR's knownImages, so nothing is
+# probed. Works on a copy because kotsrewrite writes a kustomization.yaml into a plain manifest
+# directory. Needs kotsrewrite on PATH (pip install .) and kubectl (or kustomize) for the build.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+examples="$(cd "$(dirname "$0")" && pwd)"
+work="${1:-$(mktemp -d "${TMPDIR:-/tmp}/acme.XXXXXX")}"
 
-out="${OUT:-examples/acme/midstream}"
+mkdir -p "$work"
+cp -R "$examples/acme/manifests" "$examples/acme/kots" "$work/"
+cd "$work"
+echo "# in $work"
 
-kotsrewrite rewrite examples/acme/manifests \
-    --license examples/acme/kots/license.yaml \
-    --application examples/acme/kots/application.yaml \
-    --known-images examples/acme/kots/installation.yaml \
+kotsrewrite rewrite manifests \
+    --license kots/license.yaml \
+    --application kots/application.yaml \
+    --known-images kots/installation.yaml \
     --offline \
-    --out "$out" \
-    --force
+    --out midstream
 
 echo
-echo "# images in the built midstream (kubectl kustomize $out):"
+echo "# images in the built midstream (kubectl kustomize $work/midstream):"
 if command -v kubectl >/dev/null 2>&1; then
-    build=(kubectl kustomize "$out")
+    build=(kubectl kustomize midstream)
 elif command -v kustomize >/dev/null 2>&1; then
-    build=(kustomize build "$out")
+    build=(kustomize build midstream)
 else
     echo "rewrite.sh: neither kubectl nor kustomize is on PATH; skipping the build" >&2
     exit 0
 fi
-"${build[@]}" | grep -E '^[[:space:]]*(- )?image: [^[:space:]]' | sed -E 's/^[[:space:]]*(- )?//' | sort | uniq -c
+"${build[@]}" | grep -oE 'image: [^[:space:]]+' | sort | uniq -c

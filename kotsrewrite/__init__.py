@@ -3,13 +3,22 @@
 Find every image in rendered manifests, probe each registry anonymously, and write a midstream
 kustomization that renames private images to the proxy and adds the license pull secret.
 
-Typical use::
+Typical use, step by step (each step is a pure function but probing and writing)::
 
     import kotsrewrite
 
-    base = kotsrewrite.load_manifests("manifests/")
-    inventory = kotsrewrite.find_images(base)
-    results = kotsrewrite.probe_sync(inventory.images)
+    base = kotsrewrite.load_manifests("manifests/")          # Base: documents with locations
+    inventory = kotsrewrite.find_images(base)                  # Inventory: every image use
+    results = kotsrewrite.probe_sync(inventory.images)         # ProbeResult: verdict + evidence
+    options = kotsrewrite.RewriteOptions(app_slug="my-app", license_id="...")
+    plan = kotsrewrite.build_plan(inventory, results, options) # Plan: renames, patches, secrets
+    files = kotsrewrite.render_plan(plan, base, out_dir="midstream")  # {path: text}
+    kotsrewrite.write_output(files, "midstream")               # atomic
+
+or all at once: ``kotsrewrite.rewrite("manifests/", options)`` -> :class:`RewriteResult`.
+Verdicts can come from a KOTS Installation or an earlier report instead of probing
+(:func:`load_known_images`). Errors a user can cause are :class:`InputError` (with ``file``,
+``line`` and ``hint``); :class:`PolicyError` is a refusal under ``on_unknown="fail"``.
 """
 
 from ._discovery import find_images
@@ -20,7 +29,7 @@ from ._errors import (
     OutputError,
     PolicyError,
 )
-from ._manifests import Limits, load_manifests
+from ._manifests import Limits, load_manifests, node_to_data
 from ._model import (
     Base,
     Document,
@@ -37,15 +46,37 @@ from ._model import (
     Slot,
     Verdict,
 )
-from ._probe import ProbeOptions, probe, probe_sync
+from ._plan import (
+    Action,
+    FieldSpec,
+    ImageDecision,
+    Patch,
+    PatchOp,
+    PatchTarget,
+    Plan,
+    PullSecret,
+    Rename,
+    RewriteOptions,
+    build_plan,
+)
+from ._postrender import dump_documents, post_render
+from ._probe import ProbeOptions, Prober, probe, probe_sync
 from ._reference import ImageRef, parse_image
+from ._render import render_plan
+from ._report import build_report, load_known_images
+from ._rewrite import RewriteResult, rewrite
+from ._verify import VerifyResult, kustomize_build, kustomize_command, verify_midstream
+from ._write import write_output
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Action",
     "Base",
     "Document",
     "Evidence",
+    "FieldSpec",
+    "ImageDecision",
     "ImageField",
     "ImageRef",
     "ImageUse",
@@ -57,18 +88,40 @@ __all__ = [
     "Location",
     "OnUnknown",
     "OutputError",
+    "Patch",
+    "PatchOp",
+    "PatchTarget",
+    "Plan",
     "PodSpecSite",
     "PolicyError",
     "ProbeOptions",
     "ProbeResult",
     "ProbeStep",
+    "Prober",
+    "PullSecret",
+    "Rename",
     "Resource",
+    "RewriteOptions",
+    "RewriteResult",
     "Slot",
     "Verdict",
+    "VerifyResult",
     "__version__",
+    "build_plan",
+    "build_report",
+    "dump_documents",
     "find_images",
+    "kustomize_build",
+    "kustomize_command",
+    "load_known_images",
     "load_manifests",
+    "node_to_data",
     "parse_image",
+    "post_render",
     "probe",
     "probe_sync",
+    "render_plan",
+    "rewrite",
+    "verify_midstream",
+    "write_output",
 ]

@@ -10,11 +10,15 @@ function below; the shared plumbing (parser, error handling) is at the top and b
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 from ._errors import KotsRewriteError
+from ._plan import RewriteOptions
 
 _Runner = Callable[[argparse.Namespace, TextIO, TextIO], int]
 
@@ -33,11 +37,162 @@ class _Parser(argparse.ArgumentParser):
 def _add_images(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser("images", help="list every image and where it is used")
     p.add_argument("path", help="directory, file, or - for stdin")
+    p.add_argument(
+        "--format", choices=("table", "json"), default="table", help="output (default: table)"
+    )
+    p.add_argument(
+        "--image-field",
+        action="append",
+        default=[],
+        metavar="KIND:PATH",
+        help="also manage this field, e.g. MyApp:spec/image or '*:spec/steps[]/image' (repeatable)",
+    )
+    p.add_argument(
+        "--max-file-bytes", type=_positive_int, default=None, metavar="N", help="largest file read"
+    )
+    p.add_argument(
+        "--max-documents", type=_positive_int, default=None, metavar="N", help="most documents"
+    )
     p.set_defaults(run=_run_images)
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def _load_limits(args: argparse.Namespace) -> Any:
+    import attrs
+
+    from ._manifests import Limits
+
+    limits = Limits()
+    if args.max_file_bytes is not None:
+        limits = attrs.evolve(limits, max_file_bytes=args.max_file_bytes)
+    if args.max_documents is not None:
+        limits = attrs.evolve(limits, max_documents=args.max_documents)
+    return limits
+
+
+def _images_json(inventory: Any) -> dict[str, Any]:
+    groups: dict[str, list[Any]] = {}
+    for use in inventory.uses:
+        groups.setdefault(use.ref.original, []).append(use)
+    images = []
+    for image in sorted(groups):
+        uses = groups[image]
+        images.append(
+            {
+                "image": image,
+                "normalized": uses[0].ref.normalized,
+                "locations": [{**u.location.to_json(), "slot": str(u.slot)} for u in uses],
+            }
+        )
+    unmanaged = [
+        {"image": u.ref.original, **u.location.to_json()}
+        for u in sorted(inventory.unmanaged, key=lambda u: u.ref.original)
+    ]
+    return {"images": images, "unmanaged": unmanaged, "warnings": list(inventory.warnings)}
+
+
+_TABLE_WIDTH = 100
+_SLOT_MARK = {
+    "initContainers": " [init]",
+    "ephemeralContainers": " [ephemeral]",
+    "volumes": " [volume]",
+}
+
+
+def _squeeze(text: str, width: int) -> str:
+    if len(text) <= width:
+        return text
+    keep = width - 3
+    head = (keep + 1) // 2
+    return text[:head] + "..." + text[len(text) - (keep - head) :]
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    budget = _TABLE_WIDTH - 2 * (len(header) - 1)
+    while sum(widths) > budget:
+        widest = max(range(len(widths)), key=lambda i: widths[i])
+        if widths[widest] <= 8:
+            break
+        widths[widest] -= 1
+    lines = []
+    for row in [header, *rows]:
+        cells = [_squeeze(cell, widths[i]).ljust(widths[i]) for i, cell in enumerate(row)]
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
+def _object_name(loc: Any) -> str:
+    name = loc.name or "(unnamed)"
+    return f"{loc.kind} {loc.namespace}/{name}" if loc.namespace else f"{loc.kind} {name}"
+
+
+def _images_table(inventory: Any) -> str:
+    """People's form: each image on its own line, then its places as aligned rows."""
+    out: list[str] = []
+    groups: dict[str, list[Any]] = {}
+    for use in inventory.uses:
+        groups.setdefault(use.ref.original, []).append(use)
+    rows: list[list[str]] = []
+    heads: dict[int, str] = {}
+    for image in sorted(groups):
+        heads[len(rows)] = image
+        for use in groups[image]:
+            loc = use.location
+            if use.slot == "field":
+                what = f"{loc.field} [field]"
+            else:
+                what = (loc.container or "(unnamed)") + _SLOT_MARK.get(str(use.slot), "")
+            rows.append(["  " + f"{loc.file}:{loc.line}", _object_name(loc), what])
+    if rows:
+        lines = _table(("IMAGE / WHERE", "OBJECT", "CONTAINER"), rows)
+        out.append(lines[0])
+        for i, line in enumerate(lines[1:]):
+            if i in heads:
+                out.append(heads[i])
+            out.append(line)
+        out.append("")
+    n, places = len(groups), len(inventory.uses)
+    out.append(f"{n} image{'s' * (n != 1)} in {places} place{'s' * (places != 1)}.")
+    if inventory.unmanaged:
+        n = len(inventory.unmanaged)
+        out.append("")
+        out.append(
+            f"{n} unmanaged image field{'s' * (n != 1)} (not rewritten; manage with"
+            " --image-field KIND:PATH):"
+        )
+        rows = []
+        for use in sorted(inventory.unmanaged, key=lambda u: u.ref.original):
+            loc = use.location
+            rows.append([use.ref.original, f"{loc.file}:{loc.line}", _object_name(loc)])
+            rows.append(["  " + loc.field, "", ""])
+        out += _table(("IMAGE / FIELD", "WHERE", "OBJECT"), rows)
+    return "\n".join(out) + "\n"
+
+
 def _run_images(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    raise NotImplementedError
+    from ._discovery import find_images, parse_image_field
+    from ._manifests import load_manifests
+
+    fields = [parse_image_field(text) for text in args.image_field]
+    base = load_manifests(args.path, limits=_load_limits(args))
+    inventory = find_images(base, image_fields=fields)
+    for warning in inventory.warnings:
+        err.write(f"kotsrewrite: warning: {warning}\n")
+    if args.format == "json":
+        out.write(json.dumps(_images_json(inventory), indent=2) + "\n")
+    else:
+        out.write(_images_table(inventory))
+    return 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -45,31 +200,476 @@ def _run_images(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _add_probe(sub: argparse._SubParsersAction[_Parser]) -> None:
-    p = sub.add_parser("probe", help="probe images anonymously and print verdicts")
+    p = sub.add_parser(
+        "probe",
+        help="probe images anonymously and print verdicts",
+        description="Ask each image's registry, with no credentials, whether the image can be"
+        " pulled anonymously; print the verdict (public, private, not_found, rate_limited,"
+        " unreachable) with its evidence. Exit 0 even when images are private.",
+    )
     p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument(
+        "--format", choices=("table", "json"), default="table", help="output (default: table)"
+    )
+    p.add_argument(
+        "--insecure-registry",
+        metavar="HOST",
+        action="append",
+        default=[],
+        help="reach HOST[:PORT] over plain HTTP (repeatable)",
+    )
+    p.add_argument("--ca-file", metavar="FILE", help="extra CA certificates (PEM)")
+    p.add_argument(
+        "--concurrency", type=_positive_int, default=32, metavar="N", help="probes in flight"
+    )
+    p.add_argument(
+        "--per-registry",
+        type=_positive_int,
+        default=8,
+        metavar="N",
+        help="probes in flight per registry",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=10.0,
+        metavar="SECONDS",
+        help="time budget of one probe (default 10)",
+    )
+    p.add_argument(
+        "--on-unknown",
+        choices=["private", "public", "fail"],
+        default="private",
+        help="not_found/rate_limited/unreachable: warn (private, public) or exit 1 (fail)",
+    )
     p.set_defaults(run=_run_probe)
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
 def _run_probe(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    raise NotImplementedError
+    from ._errors import InvalidReferenceError
+    from ._probe import ProbeOptions, probe_sync
+    from ._progress import ProbeProgress
+    from ._reference import ImageRef
+
+    refs = []
+    for i, text in enumerate(args.images, 1):
+        try:
+            refs.append(ImageRef.parse(text))
+        except InvalidReferenceError as exc:
+            raise InvalidReferenceError(
+                exc.message, file=f"IMAGE argument {i}", hint=exc.hint
+            ) from None
+    options = ProbeOptions(
+        concurrency=args.concurrency,
+        per_registry=args.per_registry,
+        timeout=args.timeout,
+        insecure_registries=frozenset(args.insecure_registry),
+        ca_file=args.ca_file,
+    )
+    with ProbeProgress(refs, err) as progress:
+        results = probe_sync(refs, options, on_result=progress)
+    if args.format == "json":
+        doc = {
+            "images": [
+                {
+                    "image": r.image.original,
+                    "verdict": str(r.verdict),
+                    "evidence": r.evidence.to_json(),
+                }
+                for r in results
+            ]
+        }
+        out.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        width = max(len(r.image.original) for r in results)
+        out.write(f"{'VERDICT':<13}{'IMAGE':<{width + 2}}REASON\n")
+        for r in results:
+            out.write(f"{r.verdict!s:<13}{r.image.original:<{width + 2}}{r.evidence.reason}\n")
+    unknown = [r for r in results if not r.verdict.is_known]
+    for r in unknown:
+        how = {"private": "treated as private", "public": "left alone", "fail": "refused"}
+        err.write(
+            f"kotsrewrite: warning: {r.image.original}: {r.verdict}"
+            f" ({how[args.on_unknown]} under --on-unknown {args.on_unknown})\n"
+        )
+    if unknown and args.on_unknown == "fail":
+        err.write(
+            f"kotsrewrite: error: {len(unknown)} image(s) neither public nor private\n"
+            "hint: fix access to those registries, or choose --on-unknown private|public\n"
+        )
+        return 1
+    return 0
 
 
 # --------------------------------------------------------------------------------------------
 # kotsrewrite rewrite
 
 
+def _add_plan_options(p: argparse.ArgumentParser, *, namespace_help: str) -> None:
+    """The options that decide the plan, shared by ``rewrite`` and ``post-render``."""
+    p.add_argument("--app-slug", metavar="SLUG", help="app slug (or from --license)")
+    p.add_argument("--license-id", metavar="ID", help="license ID (or from --license)")
+    p.add_argument("--license", metavar="FILE", help="KOTS License YAML (licenseID, appSlug)")
+    p.add_argument(
+        "--application",
+        metavar="FILE",
+        help="KOTS Application YAML (additionalNamespaces, proxyPublicImages)",
+    )
+    p.add_argument("--namespace", metavar="NS", default="default", help=namespace_help)
+    p.add_argument(
+        "--additional-namespace",
+        metavar="NS",
+        action="append",
+        default=[],
+        help="also create the pull secret in NS ('*': every namespace seen); repeatable",
+    )
+    p.add_argument("--proxy-host", metavar="H", default="proxy.replicated.com")
+    p.add_argument("--replicated-registry", metavar="H", default="registry.replicated.com")
+    p.add_argument(
+        "--known-images",
+        metavar="FILE",
+        help="KOTS Installation YAML or a kotsrewrite report: verdicts used instead of probing",
+    )
+    p.add_argument(
+        "--cache-ttl",
+        metavar="SECONDS",
+        type=float,
+        default=None,
+        help="ignore report verdicts probed longer ago than this",
+    )
+    p.add_argument("--offline", action="store_true", help="never touch the network")
+    p.add_argument(
+        "--proxy-all", action="store_true", help="proxy every non-Replicated image, no probing"
+    )
+    p.add_argument(
+        "--on-unknown",
+        choices=["private", "public", "fail"],
+        default="private",
+        help="images not proved public or private (default: private, with a warning)",
+    )
+    p.add_argument(
+        "--image-field",
+        metavar="KIND:PATH",
+        action="append",
+        default=[],
+        help="manage a custom image field, e.g. MyApp:spec/image; repeatable",
+    )
+    p.add_argument("--insecure-registry", metavar="HOST", action="append", default=[])
+    p.add_argument("--ca-file", metavar="FILE", help="extra CA certificates (PEM)")
+    p.add_argument(
+        "--max-file-bytes", type=_positive_int, default=None, metavar="N", help="largest file read"
+    )
+    p.add_argument(
+        "--max-documents", type=_positive_int, default=None, metavar="N", help="most documents"
+    )
+
+
 def _add_rewrite(sub: argparse._SubParsersAction[_Parser]) -> None:
-    p = sub.add_parser("rewrite", help="write the midstream kustomization")
-    p.add_argument("path", help="directory, file, or - for stdin")
+    p = sub.add_parser(
+        "rewrite",
+        help="write the midstream kustomization",
+        description="Find every image, probe it anonymously, and write a midstream"
+        " kustomization that pulls private images through the proxy with the license secret.",
+    )
+    p.add_argument("path", help="directory, kustomize base, file, or - for stdin")
+    _add_plan_options(p, namespace_help="app namespace")
+    p.add_argument("--out", metavar="DIR", help="output directory (default: midstream/ beside)")
+    p.add_argument("--force", action="store_true", help="replace a directory not written by us")
+    p.add_argument("--report", metavar="FILE|-", help="write the JSON report to FILE or stdout")
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the files and the plan; write nothing"
+    )
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="after writing, build the midstream with kustomize and check it (exit 1 if wrong)",
+    )
     p.set_defaults(run=_run_rewrite)
 
 
+def _rewrite_options(args: argparse.Namespace) -> tuple[RewriteOptions, bool]:
+    """RewriteOptions from the flags and the KOTS files; and whether proxy-all is on."""
+    from ._errors import InputError
+    from ._kots import read_application, read_license
+    from ._model import ImageField, OnUnknown
+
+    slug, license_id = args.app_slug, args.license_id
+    if args.license:
+        lic = read_license(args.license)
+        slug = slug or lic.app_slug
+        license_id = license_id or lic.license_id
+    additional = list(args.additional_namespace)
+    proxy_all = bool(args.proxy_all)
+    if args.application:
+        app = read_application(args.application)
+        additional += [ns for ns in app.additional_namespaces if ns not in additional]
+        proxy_all = proxy_all or app.proxy_public_images
+    if not slug:
+        raise InputError(
+            "no app slug", file="--app-slug", hint="pass --app-slug SLUG or --license FILE"
+        )
+    if not license_id:
+        raise InputError(
+            "no license ID", file="--license-id", hint="pass --license-id ID or --license FILE"
+        )
+    fields = []
+    for spec in args.image_field:
+        kind, sep, path = spec.partition(":")
+        if not sep or not kind or not path or path.startswith("/"):
+            raise InputError(
+                f"invalid image field {spec!r}",
+                file="--image-field",
+                hint="use KIND:PATH with a slash-separated path, e.g. MyApp:spec/image",
+            )
+        fields.append(ImageField(kind=kind, path=path))
+    options = RewriteOptions(
+        app_slug=slug,
+        license_id=license_id,
+        namespace=args.namespace,
+        additional_namespaces=tuple(additional),
+        proxy_host=args.proxy_host,
+        replicated_registry=args.replicated_registry,
+        proxy_all=proxy_all,
+        on_unknown=OnUnknown(args.on_unknown),
+        image_fields=tuple(fields),
+    )
+    return options, proxy_all
+
+
+def _progress_prober(options: Any, err: TextIO) -> Callable[[Sequence[Any]], Sequence[Any]]:
+    """``probe_sync`` with ``options`` and a progress display on ``err`` (when a terminal)."""
+    from ._probe import probe_sync
+    from ._progress import ProbeProgress
+
+    def run(refs: Sequence[Any]) -> Sequence[Any]:
+        with ProbeProgress(refs, err) as progress:
+            return probe_sync(refs, options, on_result=progress)
+
+    return run
+
+
 def _run_rewrite(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    raise NotImplementedError
+    from pathlib import Path
+
+    from ._probe import ProbeOptions
+    from ._report import dump_report, load_known_images
+    from ._rewrite import rewrite
+
+    options, _ = _rewrite_options(args)
+    known = []
+    if args.known_images:
+        known = load_known_images(args.known_images, ttl=args.cache_ttl)
+    probe_options = ProbeOptions(
+        insecure_registries=frozenset(args.insecure_registry), ca_file=args.ca_file
+    )
+    result = rewrite(
+        args.path,
+        options,
+        out=args.out,
+        force=args.force,
+        dry_run=args.dry_run,
+        known_images=known,
+        offline=args.offline,
+        probe_options=probe_options,
+        prober=_progress_prober(probe_options, err),
+        limits=_load_limits(args),
+        stdin=sys.stdin,
+    )
+    for warning in result.warnings:
+        err.write(f"kotsrewrite: warning: {warning}\n")
+    if args.dry_run:
+        out.write(f"# would write {result.output}\n")
+        for name in result.files:
+            out.write(f"{name}\n")
+        for d in result.plan.decisions:
+            verdict = "-" if d.verdict is None else str(d.verdict)
+            target = f" -> {d.new_image}" if d.new_name else ""
+            out.write(f"{d.action:<11} {verdict:<12} {d.image.original}{target}\n")
+        for patch in result.plan.patches:
+            t = patch.target
+            ns = f" -n {t.namespace}" if t.namespace else ""
+            out.write(
+                f"patch       {t.kind}/{t.name}{ns}: imagePullSecrets += {options.secret_name}\n"
+            )
+    if args.report:
+        text = dump_report(result.report)
+        if args.report == "-":
+            out.write(text)
+        else:
+            try:
+                Path(args.report).write_text(text, encoding="utf-8")
+            except OSError as exc:
+                from ._errors import OutputError
+
+                raise OutputError(
+                    f"{args.report}: cannot write the report: {exc.strerror}"
+                ) from None
+    err.write(f"kotsrewrite: {result.summary()}\n")
+    if getattr(args, "verify", False) and result.written:
+        from ._verify import verify_midstream
+
+        return _print_verify(verify_midstream(result.output, result.plan), out, err)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# kotsrewrite post-render (a Helm post-renderer)
+
+#: rewrite's options that post-render shares (checked by tests/test_postrender.py).
+_POST_RENDER_SHARED = (
+    "--app-slug",
+    "--license-id",
+    "--license",
+    "--application",
+    "--namespace",
+    "--additional-namespace",
+    "--proxy-host",
+    "--replicated-registry",
+    "--known-images",
+    "--cache-ttl",
+    "--offline",
+    "--proxy-all",
+    "--on-unknown",
+    "--image-field",
+    "--insecure-registry",
+    "--ca-file",
+    "--report",
+)
+
+
+def _add_post_render(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser(
+        "post-render",
+        help="Helm post-renderer: manifests on stdin, rewritten manifests on stdout",
+        description="Read rendered manifests on stdin and write on stdout what kubectl"
+        " kustomize would build from the midstream kustomization for them: private images"
+        " renamed to the proxy, the pull secret added to their workloads and appended."
+        " Use it as: helm install REL CHART --post-renderer kotsrewrite"
+        " --post-renderer-args post-render --post-renderer-args --app-slug=SLUG ...",
+    )
+    _add_plan_options(
+        p, namespace_help="the release namespace (its pull secret has no metadata.namespace)"
+    )
+    p.add_argument(
+        "--report", metavar="FILE", help="write the JSON report to FILE (stdout is the output)"
+    )
+    p.set_defaults(run=_run_post_render)
+
+
+def _run_post_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from pathlib import Path
+
+    from ._errors import InputError, OutputError
+    from ._postrender import dump_documents, post_render
+    from ._probe import ProbeOptions
+    from ._report import dump_report, load_known_images
+    from ._rewrite import rewrite
+
+    if args.report == "-":
+        raise InputError(
+            "the report cannot go to stdout: stdout carries the manifests",
+            file="--report",
+            hint="give a file name, e.g. --report kotsrewrite-report.json",
+        )
+    options, _ = _rewrite_options(args)
+    known = load_known_images(args.known_images, ttl=args.cache_ttl) if args.known_images else []
+    probe_options = ProbeOptions(
+        insecure_registries=frozenset(args.insecure_registry), ca_file=args.ca_file
+    )
+    result = rewrite(
+        "-",
+        options,
+        dry_run=True,
+        known_images=known,
+        offline=args.offline,
+        probe_options=probe_options,
+        limits=_load_limits(args),
+        stdin=sys.stdin,
+    )
+    text = dump_documents(post_render(result.base, result.plan))
+    for warning in result.warnings:
+        err.write(f"kotsrewrite: warning: {warning}\n")
+    if args.report:
+        report = {**result.report, "output": None, "files": []}
+        try:
+            Path(args.report).write_text(dump_report(report), encoding="utf-8")
+        except OSError as exc:
+            raise OutputError(f"{args.report}: cannot write the report: {exc.strerror}") from None
+    out.write(text)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# kotsrewrite verify
+
+
+def _add_verify(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser(
+        "verify",
+        help="build a midstream with kustomize and check it",
+        description="Build DIR with kubectl kustomize (or kustomize build) and its base the"
+        " same way, then check: every image is what the kustomization's images entries make"
+        " of the base's, tag and digest intact (others untouched); every PodSpec pulling from"
+        " a host of the pull secret lists the secret exactly once; a pull secret in every"
+        " namespace that needs one; each secret a dockerconfigjson with correct auths; the"
+        " kots.io/app-slug annotation on every object. Prints one line per problem."
+        " Exit 0 ok, 1 problems found, 2 usage.",
+    )
+    p.add_argument("directory", metavar="DIR", help="the midstream directory (rewrite --out)")
+    p.add_argument(
+        "--namespace",
+        metavar="NS",
+        default=None,
+        help="the app namespace (default: the one namespace without its own secret)",
+    )
+    p.set_defaults(run=_run_verify)
+
+
+def _print_verify(result: Any, out: TextIO, err: TextIO) -> int:
+    for problem in result.problems:
+        out.write(f"{problem}\n")
+    err.write(f"kotsrewrite: verify: {result.summary()}\n")
+    return 0 if result.ok else 1
+
+
+def _run_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ._verify import verify_midstream
+
+    return _print_verify(verify_midstream(args.directory, namespace=args.namespace), out, err)
 
 
 # --------------------------------------------------------------------------------------------
 # plumbing
+
+
+def _add_output_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """``--quiet``/``--verbose``, accepted before the subcommand and after it."""
+    default: Any = argparse.SUPPRESS if suppress else False
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=default,
+        help="print nothing on stderr but errors",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=default,
+        help="log each registry request (method, URL, status, time) on stderr; show"
+        " tracebacks of internal errors",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,38 +678,125 @@ def build_parser() -> argparse.ArgumentParser:
         prog="kotsrewrite",
         description="Find images in rendered manifests, probe them anonymously, and write a"
         " midstream kustomization that pulls private images through the proxy.",
+        epilog="Exit status: 0 ok, 1 policy failure (--on-unknown fail, verify found problems)"
+        " or internal error, 2 bad input or usage. Run 'kotsrewrite COMMAND --help' for a"
+        " command's options.",
     )
+    _add_output_options(parser, suppress=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     _add_images(sub)
     _add_probe(sub)
     _add_rewrite(sub)
+    _add_post_render(sub)
+    _add_verify(sub)
+    for subparser in sub.choices.values():
+        _add_output_options(subparser, suppress=True)
+    return parser
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found: argparse.ArgumentParser = action.choices[command]
+            return found
     return parser
 
 
 def _report_error(exc: KotsRewriteError, err: TextIO) -> None:
+    """``kotsrewrite: error: WHERE: message`` and, when the error has one, ``hint: ...``."""
     err.write(f"kotsrewrite: error: {exc}\n")
     if exc.hint:
         err.write(f"hint: {exc.hint}\n")
 
 
+class _QuietStream(io.TextIOBase):
+    """stderr under ``--quiet``: passes ``kotsrewrite: error:`` lines and their hints only."""
+
+    def __init__(self, target: TextIO) -> None:
+        self._target = target
+        self._pending = ""
+        self._passing = False
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        *lines, self._pending = self._pending.split("\n")
+        for line in lines:
+            if line.startswith("kotsrewrite: error:"):
+                self._passing = True
+            elif not line.startswith("hint:"):
+                self._passing = False
+            if self._passing:
+                self._target.write(line + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self._target.flush()
+
+
+def _scrub(text: str, args: argparse.Namespace) -> str:
+    secret = getattr(args, "license_id", None)
+    return text.replace(secret, "<license ID>") if secret else text
+
+
 def main(
     argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None
 ) -> int:
-    """Run the command line; returns the exit code (never calls ``sys.exit`` itself)."""
+    """Run the command line; returns the exit code (never calls ``sys.exit`` itself).
+
+    Exit codes: 0 ok; 1 policy failure (``--on-unknown fail``, ``verify`` found problems) or an
+    internal error (a bug: one line asking for a report, the traceback with ``--verbose``);
+    2 bad input or usage (one ``kotsrewrite: error:`` line naming the file:line or flag, then
+    a ``hint:`` line); 130 interrupted.
+    """
     out = stdout if stdout is not None else sys.stdout
     err = stderr if stderr is not None else sys.stderr
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        # argparse prints --help and usage errors on sys.stdout/sys.stderr: send them to ours.
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            args, extra = parser.parse_known_args(argv)
+            if extra:  # reported by the subcommand's parser, so the hint names its --help
+                _subparser(parser, args.command).error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:  # argparse: --help (0) or usage error (2)
         return int(exc.code or 0)
+    if args.quiet and args.verbose:
+        err.write(
+            "kotsrewrite: error: --quiet and --verbose together\n"
+            "hint: choose one of --quiet and --verbose\n"
+        )
+        return 2
+    if args.quiet:
+        err = _QuietStream(err)
     run: _Runner = args.run
+    from ._progress import verbose_logging
+
     try:
-        return run(args, out, err)
+        with verbose_logging(err, enabled=args.verbose):
+            return run(args, out, err)
     except KotsRewriteError as exc:
         _report_error(exc, err)
         return exc.exit_code
     except KeyboardInterrupt:
         err.write("kotsrewrite: interrupted\n")
         return 130
+    except Exception as exc:  # a bug: say so in one line, the traceback only with --verbose
+        if args.verbose:
+            import traceback
+
+            err.write(_scrub(traceback.format_exc(), args))
+        what = _scrub(f"{type(exc).__name__}: {exc}", args)
+        err.write(f"kotsrewrite: error: internal error: {what}\n")
+        hint = "this is a bug in kotsrewrite; please report it with the command line"
+        if not args.verbose:
+            hint += " and the traceback printed by --verbose"
+        err.write(f"hint: {hint}\n")
+        return 1
+    finally:
+        err.flush()
