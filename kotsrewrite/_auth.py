@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import socket
 from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
 
@@ -266,6 +267,7 @@ _FORBIDDEN_NETS = (
     ipaddress.ip_network("0.0.0.0/32"),
     ipaddress.ip_network("::/128"),
 )
+_INET_ATON_CHARS = frozenset("0123456789abcdefx.")
 _FORBIDDEN_NAMES = frozenset(
     {"metadata.google.internal", "metadata", "metadata.goog", "instance-data", "instance-data.ec2"}
 )
@@ -276,10 +278,18 @@ def is_forbidden_address(host: str) -> str | None:
     name = host.strip("[]").rstrip(".").lower()
     if name in _FORBIDDEN_NAMES:
         return f"{name} is a cloud metadata host"
+    addr: ipaddress.IPv4Address | ipaddress.IPv6Address
     try:
         addr = ipaddress.ip_address(name.split("%", 1)[0])
     except ValueError:
-        return None
+        # Legacy IPv4 spellings the resolver accepts (2852039166, 0xa9fea9fe, 0251.0376.0.1,
+        # 169.254.43518): inet_aton reads them as getaddrinfo would, without any lookup.
+        if not name or not set(name) <= _INET_ATON_CHARS:
+            return None
+        try:
+            addr = ipaddress.IPv4Address(socket.inet_aton(name))
+        except OSError:
+            return None
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         addr = addr.ipv4_mapped
     for net in _FORBIDDEN_NETS:

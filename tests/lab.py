@@ -35,6 +35,7 @@ the token server's record holds only what the code under test sent.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import datetime as _dt
@@ -81,12 +82,14 @@ __all__ = [
     "PUSH_PASSWORD",
     "PUSH_USER",
     "SERVICE",
+    "FaultProxy",
     "RecordedRequest",
     "RecordingProxy",
     "Registry",
     "ScriptedServer",
     "TokenServer",
     "TokenServerProcess",
+    "fault_proxy",
     "free_port",
     "have_registry",
     "recording_proxy",
@@ -841,6 +844,137 @@ def recording_proxy(target: str) -> Iterator[RecordingProxy]:
 
 
 # --------------------------------------------------------------------------------------------
+# Fault-injecting reverse proxy
+
+
+class FaultProxy:
+    """An asyncio HTTP/1.1 reverse proxy on loopback (its own thread and event loop) in front of
+    ``target`` (``http://127.0.0.1:PORT``) that, with a seeded RNG, answers ``503`` to a share
+    ``p503`` of requests and resets the connection (RST) for a share ``p_reset``; the rest are
+    forwarded over one upstream keep-alive connection per client connection. Counts every
+    request it reads (:attr:`requests`) and the faults it injected (:attr:`faults`)."""
+
+    def __init__(
+        self, target: str, *, p503: float = 0.05, p_reset: float = 0.05, seed: int = 0
+    ) -> None:
+        import asyncio
+        import random
+
+        parts = urllib.parse.urlsplit(target)
+        self._up = (parts.hostname or "127.0.0.1", int(parts.port or 80))
+        self.p503, self.p_reset = p503, p_reset
+        self._rng = random.Random(seed)
+        self.requests = 0
+        self.faults = 0
+        self._loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        async def start() -> None:
+            self._server = await asyncio.start_server(self._client, "127.0.0.1", 0, backlog=512)
+
+        def run() -> None:
+            asyncio.set_event_loop(self._loop)
+            self._loop.run_until_complete(start())
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        self.host = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.host}"
+
+    def clear(self) -> None:
+        """Reset the counters."""
+        self.requests = self.faults = 0
+
+    @staticmethod
+    async def _read_message(reader: asyncio.StreamReader, *, head_only: bool) -> bytes | None:
+        """One HTTP/1.1 message (head and body) as bytes, or None at EOF."""
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except Exception:
+            return None
+        lines = head.decode("latin-1").split("\r\n")
+        hdrs = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
+        if head_only:
+            return head
+        if "content-length" in hdrs:
+            return head + await reader.readexactly(int(hdrs["content-length"]))
+        if "chunked" in hdrs.get("transfer-encoding", "").lower():
+            body = b""
+            while True:
+                size_line = await reader.readuntil(b"\r\n")
+                size = int(size_line.split(b";")[0], 16)
+                body += size_line + await reader.readexactly(size + 2)
+                if size == 0:
+                    return head + body
+        return head
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        import asyncio
+        import struct
+
+        up: tuple[Any, Any] | None = None
+        try:
+            while True:
+                req = await self._read_message(reader, head_only=False)
+                if req is None:
+                    return
+                self.requests += 1
+                method = req.split(b" ", 1)[0]
+                roll = self._rng.random()
+                if roll < self.p_reset:
+                    self.faults += 1
+                    sock = writer.get_extra_info("socket")
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    writer.transport.abort()
+                    return
+                if roll < self.p_reset + self.p503:
+                    self.faults += 1
+                    writer.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+                    await writer.drain()
+                    continue
+                if up is None:
+                    up = await asyncio.open_connection(*self._up)
+                up[1].write(req)
+                await up[1].drain()
+                resp = await self._read_message(up[0], head_only=method == b"HEAD")
+                if resp is None:
+                    return
+                writer.write(resp)
+                await writer.drain()
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            return
+        finally:
+            if up is not None:
+                up[1].close()
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    def stop(self) -> None:
+        """Stop the proxy and its thread."""
+
+        def shutdown() -> None:
+            self._server.close()
+            self._loop.stop()
+
+        self._loop.call_soon_threadsafe(shutdown)
+        self._thread.join(5)
+
+
+@contextlib.contextmanager
+def fault_proxy(target: str, **kwargs: Any) -> Iterator[FaultProxy]:
+    """A running :class:`FaultProxy` in front of ``target``, stopped on exit."""
+    proxy = FaultProxy(target, **kwargs)
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+# --------------------------------------------------------------------------------------------
 # Scripted raw server for fault tests
 
 
@@ -861,8 +995,10 @@ class ScriptedServer:
     whatever it wants (or nothing, or resets the connection); the connection is then closed.
     Requests are recorded in :attr:`requests`."""
 
-    def __init__(self, respond: Responder) -> None:
+    def __init__(self, respond: Responder, *, ssl_context: ssl.SSLContext | None = None) -> None:
         self.respond = respond
+        self._ssl = ssl_context
+        """With a server-side context, each connection is TLS (:attr:`url` is ``https``)."""
         self.requests: list[ScriptedRequest] = []
         self._sock = socket.socket()
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -870,7 +1006,7 @@ class ScriptedServer:
         self._sock.listen(64)
         self.port = int(self._sock.getsockname()[1])
         self.host = f"127.0.0.1:{self.port}"
-        self.url = f"http://{self.host}"
+        self.url = f"{'https' if ssl_context is not None else 'http'}://{self.host}"
         self._stopped = threading.Event()
         self._conns: list[socket.socket] = []
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -888,6 +1024,9 @@ class ScriptedServer:
     def _one(self, conn: socket.socket) -> None:
         try:
             conn.settimeout(30)
+            if self._ssl is not None:
+                conn = self._ssl.wrap_socket(conn, server_side=True)
+                self._conns.append(conn)
             buf = b""
             while b"\r\n\r\n" not in buf:
                 chunk = conn.recv(65536)
@@ -930,9 +1069,11 @@ def http_response(
 
 
 @contextlib.contextmanager
-def scripted_server(respond: Responder) -> Iterator[ScriptedServer]:
+def scripted_server(
+    respond: Responder, *, ssl_context: ssl.SSLContext | None = None
+) -> Iterator[ScriptedServer]:
     """A running :class:`ScriptedServer`, stopped on exit."""
-    srv = ScriptedServer(respond)
+    srv = ScriptedServer(respond, ssl_context=ssl_context)
     try:
         yield srv
     finally:
