@@ -61,6 +61,7 @@ import email.utils
 import http.cookiejar
 import ipaddress
 import json
+import logging
 import random
 import socket
 import ssl
@@ -108,6 +109,15 @@ _ACCEPT = ", ".join(MANIFEST_ACCEPT)
 _USER_AGENT = "kotsrewrite/0.1 (anonymous probe)"
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_CHALLENGE_EVIDENCE = 1000
+#: Each completed request as a debug record (method, URL, status, elapsed; never a token).
+_log = logging.getLogger("kotsrewrite.probe")
+_CLIENT_HEADERS: tuple[tuple[str, str], ...] = (
+    # What build_client's AsyncClient sends by default, in its order.
+    ("Accept", "*/*"),
+    ("Accept-Encoding", "identity"),
+    ("Connection", "keep-alive"),
+    ("User-Agent", _USER_AGENT),
+)
 
 
 @attrs.frozen
@@ -265,6 +275,8 @@ class _Resp:
     truncated: bool
     error_codes: tuple[str, ...]
     challenge: str | None
+    origin: str = ""
+    """``scheme://host[:port]`` of :attr:`url`."""
 
 
 @attrs.define
@@ -401,6 +413,22 @@ class Prober:
         self._client = (
             client if client is not None else build_client(self.options, transport=transport)
         )
+        # Hot path: with the prober's own client, requests go to its transport directly
+        # (the client's per-request machinery, i.e. header merging, cookie jar, auth and
+        # redirect flows, costs about a quarter of the CPU per request and does nothing here:
+        # no cookies, no auth, no automatic redirects). Same headers and timeouts as the
+        # client would send.
+        self._direct: httpx.AsyncBaseTransport | None = (
+            # Only our own transport: an injected one (httpx.MockTransport in tests) may hand
+            # back responses already read, which only the client layer knows how to stream.
+            self._client._transport if self._own_network else None
+        )
+        self._timeout_ext = httpx.Timeout(
+            connect=self.options.connect_timeout,
+            read=self.options.read_timeout,
+            write=self.options.read_timeout,
+            pool=None,
+        ).as_dict()
         self._global = asyncio.Semaphore(self.options.concurrency)
         self._per_registry: dict[str, asyncio.Semaphore] = {}
         self._challenges: dict[str, dict[str, tuple[str, str | None]]] = {}
@@ -414,6 +442,9 @@ class Prober:
         ] = {}
         self._inflight: dict[_Key, asyncio.Future[ProbeResult]] = {}
         self._resolved: dict[str, str | None] = {}
+        self._bases: dict[tuple[str, str], str] = {}
+        """(scheme, api host) -> base URL (parsed once per registry, not once per image)."""
+        self._realm_urls: dict[str, httpx.URL] = {}
         self.requests = 0
         """HTTP requests sent so far (attempts and redirects included)."""
 
@@ -443,7 +474,11 @@ class Prober:
         insecure = self.options.insecure_registries
         hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
         plain = host in insecure or hostname in insecure
-        return _origin(httpx.URL(f"{'http' if plain else 'https'}://{host}"))
+        scheme = "http" if plain else "https"
+        base = self._bases.get((scheme, host))
+        if base is None:
+            base = self._bases[(scheme, host)] = _origin(httpx.URL(f"{scheme}://{host}"))
+        return base
 
     def key(self, ref: ImageRef) -> _Key:
         """What identifies one probe: (base URL, repository, digest or tag)."""
@@ -530,7 +565,7 @@ class Prober:
 
     async def _decide(self, ctx: _Ctx, key: _Key) -> tuple[Verdict, str]:
         base, repo, reference = key
-        host = httpx.URL(base).host
+        host = self._realm_url(base).host
         why = is_forbidden_address(host)
         if why:
             raise _Outcome(Verdict.UNREACHABLE, f"registry address refused: {why}")
@@ -571,7 +606,7 @@ class Prober:
                 if out.transport:
                     self._mark_down_if_first(base, out.reason, ctx)
                 raise
-            origin = _origin(httpx.URL(resp.url))
+            origin = resp.origin
             token = tokens.get(origin)
             auth_note = f" with anonymous token{token_note}" if token else " anonymously"
             what = f"manifest {method} {resp.status}"
@@ -692,7 +727,7 @@ class Prober:
     ) -> _Token | _TokenFailure:
         try:
             check_realm(realm, allow_http=allow_http)
-            url = httpx.URL(realm)
+            url = self._realm_url(realm)
             await self._check_resolved(url.host)
         except (RealmRefusedError, httpx.InvalidURL) as exc:
             ctx.steps.append(
@@ -709,10 +744,13 @@ class Prober:
         params: dict[str, str] = {"scope": _scope(repo)}
         if service is not None:
             params = {"service": service, **params}
-        url = url.copy_merge_params(params)
+        if url.query or url.fragment:
+            url = url.copy_merge_params(params)
+        else:  # the same URL, without copy_merge_params' parse-merge-reparse
+            url = httpx.URL(f"{url}?{httpx.QueryParams(params)}")
         try:
             resp = await self._exchange(
-                ctx, "token", "GET", str(url), {"Accept": "application/json"}, read_body=True
+                ctx, "token", "GET", url, {"Accept": "application/json"}, read_body=True
             )
         except _Outcome as out:
             return _TokenFailure(out.verdict, f"token endpoint: {out.reason}", ())
@@ -738,6 +776,15 @@ class Prober:
         except TokenResponseError as exc:
             return _TokenFailure(Verdict.UNREACHABLE, f"{what}: no usable token: {exc}", ())
         return _Token(parsed.token, time.monotonic() + parsed.expires_in, ())
+
+    def _realm_url(self, url: str) -> httpx.URL:
+        """``httpx.URL(url)``, parsed once per run (realms and base URLs are few)."""
+        parsed = self._realm_urls.get(url)
+        if parsed is None:
+            if len(self._realm_urls) > 1000:
+                self._realm_urls.clear()
+            parsed = self._realm_urls[url] = httpx.URL(url)
+        return parsed
 
     async def _check_resolved(self, host: str) -> None:
         """Refuse a realm host whose DNS answer is a link-local or metadata address.
@@ -779,7 +826,7 @@ class Prober:
         ctx: _Ctx,
         step: str,
         method: str,
-        url: str,
+        url: str | httpx.URL,
         headers: dict[str, str],
         *,
         read_body: bool,
@@ -789,7 +836,7 @@ class Prober:
         attempt = 0
         while True:
             attempt += 1
-            cur_url = httpx.URL(url)
+            cur_url = url if isinstance(url, httpx.URL) else httpx.URL(url)
             cur_method = method
             cur_headers = dict(headers)
             redirects = 0
@@ -801,6 +848,21 @@ class Prober:
                     hop_headers = {**cur_headers, "Authorization": f"Bearer {token.token}"}
                 try:
                     resp = await self._send(cur_method, cur_url, hop_headers, read_body)
+                except asyncio.CancelledError:
+                    # The probe's time budget ran out mid-request (slowloris, a stalled
+                    # server): keep the request as evidence of where the time went.
+                    ctx.steps.append(
+                        ProbeStep(
+                            step=step,
+                            method=cur_method,
+                            url=str(cur_url),
+                            status=None,
+                            elapsed_ms=(time.monotonic() - t0) * 1000.0,
+                            error="no complete answer within the probe's time budget",
+                            attempt=attempt,
+                        )
+                    )
+                    raise
                 except httpx.HTTPError as exc:
                     ms = (time.monotonic() - t0) * 1000.0
                     desc = _describe(exc)
@@ -815,6 +877,7 @@ class Prober:
                             attempt=attempt,
                         )
                     )
+                    _log.debug("%s %s -> %s (%.0f ms)", cur_method, cur_url, desc, ms)
                     kind = "TLS error" if _is_tls_error(exc) else "transport error"
                     if kind == "TLS error" or attempt >= opts.max_attempts:
                         raise _Outcome(
@@ -826,7 +889,7 @@ class Prober:
                     await self._sleep_backoff(ctx, attempt)
                     break  # retry from the original URL
                 ms = (time.monotonic() - t0) * 1000.0
-                self._answered.add(_origin(cur_url))
+                self._answered.add(resp.origin)
                 ctx.steps.append(
                     ProbeStep(
                         step=step,
@@ -839,10 +902,19 @@ class Prober:
                         challenge=resp.challenge,
                     )
                 )
+                _log.debug("%s %s -> %d (%.0f ms)", cur_method, cur_url, resp.status, ms)
                 if resp.status in _REDIRECTS:
                     cur_url, cur_method, cur_headers = self._redirect(
                         step, resp, cur_url, cur_method, cur_headers, redirects
                     )
+                    try:
+                        # A name (or a numeric spelling such as 2852039166) that resolves
+                        # to a metadata address is refused as the literal would be.
+                        await self._check_resolved(cur_url.host)
+                    except RealmRefusedError as exc:
+                        raise _Outcome(
+                            Verdict.UNREACHABLE, f"{step}: redirect refused: {exc}"
+                        ) from None
                     redirects += 1
                     continue
                 if resp.status == 429:
@@ -923,6 +995,8 @@ class Prober:
         self, method: str, url: httpx.URL, headers: dict[str, str], read_body: bool
     ) -> _Resp:
         self.requests += 1
+        if self._direct is not None:
+            return await self._send_direct(self._direct, method, url, headers, read_body)
         cap = self.options.max_body
         async with self._client.stream(method, url, headers=headers) as r:
             # Always drain the (capped) body, even for HEAD (no bytes, but the end of the
@@ -951,7 +1025,72 @@ class Prober:
                 truncated=truncated,
                 error_codes=codes,
                 challenge=chal,
+                origin=_origin(url),
             )
+
+    async def _send_direct(
+        self,
+        transport: httpx.AsyncBaseTransport,
+        method: str,
+        url: httpx.URL,
+        headers: dict[str, str],
+        read_body: bool,
+    ) -> _Resp:
+        """:meth:`_send` without the client layer: the request the client would build
+        (its default headers, then ours; ``Host`` added by ``httpx.Request``)."""
+        hdrs = [*_CLIENT_HEADERS]
+        for name, value in headers.items():
+            low = name.lower()
+            for i, (have, _v) in enumerate(hdrs):
+                if have.lower() == low:
+                    hdrs[i] = (have, value)
+                    break
+            else:
+                hdrs.append((name, value))
+        request = httpx.Request(
+            method, url, headers=hdrs, extensions={"timeout": self._timeout_ext}
+        )
+        r = await transport.handle_async_request(request)
+        cap = self.options.max_body
+        truncated = False
+        chunks: list[bytes] = []
+        try:
+            # Always drain the (capped) body, even for HEAD: see _send. Raw bytes unless the
+            # server encoded them anyway (then decoded, as the client would).
+            total = 0
+            stream = r.stream
+            assert isinstance(stream, httpx.AsyncByteStream)
+            it = (
+                httpx.Response(r.status_code, headers=r.headers, stream=stream).aiter_bytes()
+                if "content-encoding" in r.headers
+                else stream
+            )
+            async for chunk in it:
+                chunks.append(chunk)
+                total += len(chunk)
+                if total > cap:
+                    truncated = True
+                    break
+        finally:
+            await r.aclose()
+        status = r.status_code
+        body = b"".join(chunks)[:cap] if read_body or status >= 400 else b""
+        codes = () if truncated or not body else _error_codes(body)
+        rh = r.headers
+        chal = ", ".join(rh.get_list("www-authenticate")) or None
+        if chal is not None and len(chal) > _MAX_CHALLENGE_EVIDENCE:
+            chal = chal[:_MAX_CHALLENGE_EVIDENCE] + "..."
+        return _Resp(
+            method=method,
+            url=str(url),
+            status=status,
+            headers=rh,
+            body=body,
+            truncated=truncated,
+            error_codes=codes,
+            challenge=chal,
+            origin=_origin(url),
+        )
 
 
 def _origin(url: httpx.URL) -> str:
