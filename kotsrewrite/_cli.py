@@ -211,6 +211,18 @@ def _add_probe(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument(
         "--format", choices=("table", "json"), default="table", help="output (default: table)"
     )
+    _add_transport_options(p)
+    p.add_argument(
+        "--on-unknown",
+        choices=["private", "public", "fail"],
+        default="private",
+        help="not_found/rate_limited/unreachable: warn (private, public) or exit 1 (fail)",
+    )
+    p.set_defaults(run=_run_probe)
+
+
+def _add_transport_options(p: argparse.ArgumentParser) -> None:
+    """How registries are reached; shared by ``probe``, ``rewrite`` and ``post-render``."""
     p.add_argument(
         "--insecure-registry",
         metavar="HOST",
@@ -220,29 +232,34 @@ def _add_probe(sub: argparse._SubParsersAction[_Parser]) -> None:
     )
     p.add_argument("--ca-file", metavar="FILE", help="extra CA certificates (PEM)")
     p.add_argument(
-        "--concurrency", type=_positive_int, default=32, metavar="N", help="probes in flight"
+        "--concurrency", type=_positive_int, metavar="N", help="probes in flight (default 32)"
     )
     p.add_argument(
         "--per-registry",
         type=_positive_int,
-        default=8,
         metavar="N",
-        help="probes in flight per registry",
+        help="probes in flight per registry (default 8)",
     )
     p.add_argument(
         "--timeout",
         type=_positive_float,
-        default=10.0,
         metavar="SECONDS",
         help="time budget of one probe (default 10)",
     )
-    p.add_argument(
-        "--on-unknown",
-        choices=["private", "public", "fail"],
-        default="private",
-        help="not_found/rate_limited/unreachable: warn (private, public) or exit 1 (fail)",
+
+
+def _probe_options(args: argparse.Namespace) -> Any:
+    """ProbeOptions from the transport flags; unset flags keep the library's defaults."""
+    from ._probe import ProbeOptions
+
+    tuning = {
+        name: getattr(args, name)
+        for name in ("concurrency", "per_registry", "timeout")
+        if getattr(args, name) is not None
+    }
+    return ProbeOptions(
+        insecure_registries=frozenset(args.insecure_registry), ca_file=args.ca_file, **tuning
     )
-    p.set_defaults(run=_run_probe)
 
 
 def _positive_float(text: str) -> float:
@@ -257,7 +274,7 @@ def _positive_float(text: str) -> float:
 
 def _run_probe(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from ._errors import InvalidReferenceError
-    from ._probe import ProbeOptions, probe_sync
+    from ._probe import probe_sync
     from ._progress import ProbeProgress
     from ._reference import ImageRef
 
@@ -269,13 +286,7 @@ def _run_probe(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             raise InvalidReferenceError(
                 exc.message, file=f"IMAGE argument {i}", hint=exc.hint
             ) from None
-    options = ProbeOptions(
-        concurrency=args.concurrency,
-        per_registry=args.per_registry,
-        timeout=args.timeout,
-        insecure_registries=frozenset(args.insecure_registry),
-        ca_file=args.ca_file,
-    )
+    options = _probe_options(args)
     with ProbeProgress(refs, err) as progress:
         results = probe_sync(refs, options, on_result=progress)
     if args.format == "json":
@@ -364,8 +375,7 @@ def _add_plan_options(p: argparse.ArgumentParser, *, namespace_help: str) -> Non
         default=[],
         help="manage a custom image field, e.g. MyApp:spec/image; repeatable",
     )
-    p.add_argument("--insecure-registry", metavar="HOST", action="append", default=[])
-    p.add_argument("--ca-file", metavar="FILE", help="extra CA certificates (PEM)")
+    _add_transport_options(p)
     p.add_argument(
         "--max-file-bytes", type=_positive_int, default=None, metavar="N", help="largest file read"
     )
@@ -461,7 +471,6 @@ def _progress_prober(options: Any, err: TextIO) -> Callable[[Sequence[Any]], Seq
 def _run_rewrite(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from pathlib import Path
 
-    from ._probe import ProbeOptions
     from ._report import dump_report, load_known_images
     from ._rewrite import rewrite
 
@@ -469,9 +478,7 @@ def _run_rewrite(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     known = []
     if args.known_images:
         known = load_known_images(args.known_images, ttl=args.cache_ttl)
-    probe_options = ProbeOptions(
-        insecure_registries=frozenset(args.insecure_registry), ca_file=args.ca_file
-    )
+    probe_options = _probe_options(args)
     result = rewrite(
         args.path,
         options,
@@ -571,7 +578,6 @@ def _run_post_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     from ._errors import InputError, OutputError
     from ._postrender import dump_documents, post_render
-    from ._probe import ProbeOptions
     from ._report import dump_report, load_known_images
     from ._rewrite import rewrite
 
@@ -583,9 +589,7 @@ def _run_post_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         )
     options, _ = _rewrite_options(args)
     known = load_known_images(args.known_images, ttl=args.cache_ttl) if args.known_images else []
-    probe_options = ProbeOptions(
-        insecure_registries=frozenset(args.insecure_registry), ca_file=args.ca_file
-    )
+    probe_options = _probe_options(args)
     result = rewrite(
         "-",
         options,
