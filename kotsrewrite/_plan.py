@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import functools
 import json
 import re
 from collections import defaultdict
@@ -198,13 +199,18 @@ def kustomize_image_matches(image: str, name: str) -> bool:
     kustomize v5 compiles ``^<name>(:tag)?(@alg:digest)?$`` as a regular expression without
     escaping ``name`` (so ``.`` matches any character); this mirrors it.
     """
+    pattern = _image_pattern(name)
+    return pattern is not None and pattern.match(image) is not None
+
+
+@functools.lru_cache(maxsize=4096)
+def _image_pattern(name: str) -> re.Pattern[str] | None:
     try:
-        pattern = re.compile(
+        return re.compile(
             "^" + name + r"(:[a-zA-Z0-9_.{}-]*)?(@[a-zA-Z][a-zA-Z0-9]*:[a-zA-Z0-9_.{}-]*)?$"
         )
     except re.error:
-        return False
-    return pattern.match(image) is not None
+        return None
 
 
 def _split_image(image: str) -> tuple[str, str, str]:
@@ -536,16 +542,20 @@ def _finish_renames(
     renames: list[Rename] = []
     for name, new_name, intended in entries:
         # Which images could reach this entry: the originals not yet renamed.
-        stray = [i for i in images if i not in intended and kustomize_image_matches(i, name)]
-        if stray:
+        pattern = _image_pattern(name)
+        if pattern is not None and any(
+            pattern.match(i) is not None for i in images if i not in intended
+        ):
             name = _quote_meta(name)
         renames.append(Rename(name=name, new_name=new_name))
     renames = sorted(set(renames), key=lambda r: (r.name.replace("\\", ""), r.name))
     wrong: list[str] = []
+    compiled = [(r, _image_pattern(r.name)) for r in renames]
     for ref, d in decisions.items():
         out = ref.original
-        for r in renames:
-            out = r.apply(out)
+        for r, rename_pattern in compiled:
+            if rename_pattern is not None and rename_pattern.match(out) is not None:
+                out = r.apply(out)
         if out != d.new_image:
             if d.action is Action.PROXY:  # pragma: no cover - a planner bug, never input
                 raise AssertionError(f"{ref.original} renamed to {out}, not {d.new_image}")
@@ -695,6 +705,7 @@ def _patches(
         if use.location.namespace is not None:
             namespaces.add(use.location.namespace)
     patches: list[Patch] = []
+    targets = _TargetIndex(inventory)
     for index in sorted(pointers):
         resource = inventory.resources[index]
         doc = resource.document
@@ -723,17 +734,26 @@ def _patches(
             resource=index,
         )
         _check_patch(patch, resource, sorted(pointers[index]), secret)
-        patches.append(_exact_target(patch, inventory, warnings))
+        patches.append(_exact_target(patch, targets, warnings))
     return patches, namespaces
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(pattern: str) -> re.Pattern[str] | None:
+    """``pattern`` compiled (``None`` when it is not a valid regular expression)."""
+    try:
+        return re.compile(pattern)
+    except re.error:  # pragma: no cover - targets are names or escaped names
+        return None
 
 
 def _field_selects(pattern: str, value: str) -> bool:
     if not pattern:
         return True
-    try:
-        return re.fullmatch(pattern, value) is not None
-    except re.error:  # pragma: no cover - targets are names or escaped names
+    compiled = _compiled(pattern)
+    if compiled is None:  # pragma: no cover - targets are names or escaped names
         return pattern == value
+    return compiled.fullmatch(value) is not None
 
 
 def _selects(target: PatchTarget, doc: Any) -> bool:
@@ -742,15 +762,88 @@ def _selects(target: PatchTarget, doc: Any) -> bool:
     ``default`` (so target namespace ``default`` selects it, and an absent one selects every
     namespace)."""
     return (
-        _field_selects(target.group, doc.group)
-        and _field_selects(target.version, doc.version)
+        _field_selects(target.name, doc.name or "")
         and _field_selects(target.kind, doc.kind)
-        and _field_selects(target.name, doc.name or "")
         and _field_selects(target.namespace or "", doc.namespace or "default")
+        and _field_selects(target.version, doc.version)
+        and _field_selects(target.group, doc.group)
     )
 
 
-def _exact_target(patch: Patch, inventory: Inventory, warnings: list[str]) -> Patch:
+# Characters Python's ``re`` reads as something other than themselves (outside a class).
+_SPECIAL = frozenset(".^$*+?{}[]\\|()")
+_ANY = None  # a wildcard position (unescaped ``.``) in a parsed simple pattern
+
+
+def _simple_pattern(pattern: str) -> list[str | None] | None:
+    """``pattern`` as one token per matched character: the character itself, or ``None`` for
+    an unescaped ``.`` (any character but a newline); ``None`` when the pattern uses any other
+    regular expression feature (or is empty, which matches everything)."""
+    tokens: list[str | None] = []
+    chars = iter(pattern)
+    for ch in chars:
+        if ch == "\\":
+            nxt = next(chars, None)
+            if nxt is None or nxt not in _SPECIAL:
+                return None
+            tokens.append(nxt)
+        elif ch == ".":
+            tokens.append(_ANY)
+        elif ch in _SPECIAL:
+            return None
+        else:
+            tokens.append(ch)
+    return tokens or None
+
+
+class _TargetIndex:
+    """The named objects of an inventory indexed by name (and namespace), so that finding
+    what a patch target selects looks at a few candidates instead of every object. The index
+    only narrows: each candidate is still checked with :func:`_selects`."""
+
+    def __init__(self, inventory: Inventory) -> None:
+        self._docs: list[tuple[int, Any]] = [
+            (i, r.document)
+            for i, r in enumerate(inventory.resources)
+            if r.document.name is not None
+        ]
+        self._by_name: dict[str, list[int]] = defaultdict(list)
+        self._by_name_ns: dict[tuple[str, str], list[int]] = defaultdict(list)
+        self._by_length: dict[int, list[int]] = defaultdict(list)
+        for pos, (_, doc) in enumerate(self._docs):
+            name: str = doc.name
+            self._by_name[name].append(pos)
+            self._by_name_ns[(name, doc.namespace or "default")].append(pos)
+            self._by_length[len(name)].append(pos)
+
+    def _candidates(self, target: PatchTarget) -> Iterable[int]:
+        tokens = _simple_pattern(target.name)
+        if tokens is None:
+            return range(len(self._docs))
+        if _ANY not in tokens:
+            name = "".join(cast(list[str], tokens))
+            namespace = _simple_pattern(target.namespace or "")
+            if namespace is not None and _ANY not in namespace:
+                return self._by_name_ns.get((name, "".join(cast(list[str], namespace))), ())
+            return self._by_name.get(name, ())
+        prefix = "".join(cast(list[str], tokens[: tokens.index(_ANY)]))
+        return (
+            pos
+            for pos in self._by_length.get(len(tokens), ())
+            if self._docs[pos][1].name.startswith(prefix)
+        )
+
+    def first_other(self, target: PatchTarget, own: int) -> Any | None:
+        """The first object (in inventory order) other than resource ``own`` that ``target``
+        selects, or ``None``."""
+        for pos in self._candidates(target):
+            index, doc = self._docs[pos]
+            if index != own and _selects(target, doc):
+                return doc
+        return None
+
+
+def _exact_target(patch: Patch, index: _TargetIndex, warnings: list[str]) -> Patch:
     """Narrow ``patch.target`` until it selects only its own object.
 
     A target without a namespace selects that name in every namespace: for an object without
@@ -758,26 +851,17 @@ def _exact_target(patch: Patch, inventory: Inventory, warnings: list[str]) -> Pa
     regular expressions to kustomize (``my.app`` selects ``my-app``): they are escaped. Should a
     target still select another object, a warning says so.
     """
-
-    def others(target: PatchTarget) -> list[Any]:
-        return [
-            r.document
-            for i, r in enumerate(inventory.resources)
-            if i != patch.resource and r.document.name is not None and _selects(target, r.document)
-        ]
-
     target = patch.target
-    if not others(target):
+    if index.first_other(target, patch.resource) is None:
         return patch
     if target.namespace is None:
         target = attrs.evolve(target, namespace="default")
-    if others(target):
+    if index.first_other(target, patch.resource) is not None:
         target = attrs.evolve(
             target, group=_quote_meta(target.group), name=_quote_meta(target.name)
         )
-    clash = others(target)
-    if clash:
-        other = clash[0]
+    other = index.first_other(target, patch.resource)
+    if other is not None:
         warnings.append(
             f"{patch.file}:{patch.line}: the patch for {target.kind} {patch.target.name} also"
             f" selects {other.kind} {other.name} ({other.file}:{other.line}): the pull secret"
@@ -792,7 +876,10 @@ def _check_patch(patch: Patch, resource: Resource, pointers: list[str], secret: 
     doc = resource.document
     where = f"{doc.kind} {doc.name}"
     try:
-        patched = jsonpatch.JsonPatch(cast(Any, patch.operations())).apply(_object_data(resource))
+        # The object data is built afresh here: patch it in place (no deep copy).
+        patched = jsonpatch.JsonPatch(cast(Any, patch.operations())).apply(
+            _object_data(resource), in_place=True
+        )
         for pointer in pointers:
             spec = JsonPointer(pointer).resolve(patched)
             names = [s.get("name") for s in spec["imagePullSecrets"] if isinstance(s, dict)]

@@ -24,6 +24,7 @@ timestamp (``on``, ``yes``, ``y``, ``1.10``, ``0x1f``...) are double quoted.
 from __future__ import annotations
 
 import io
+import json
 import os
 import posixpath
 import re
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
+from ruamel.yaml.nodes import ScalarNode
 from ruamel.yaml.representer import RoundTripRepresenter
 from ruamel.yaml.scalarstring import LiteralScalarString
 
@@ -94,9 +96,123 @@ def _yaml() -> YAML:
 
 def dump_yaml(data: Any) -> str:
     """Deterministic YAML for kustomize: insertion order kept, ambiguous strings quoted."""
+    yaml = _yaml()
+    fast = _fast_dump(data, yaml)
+    if fast is not None:
+        return fast
     stream = io.StringIO()
-    _yaml().dump(data, stream)
+    yaml.dump(data, stream)
     return stream.getvalue()
+
+
+# The fast path: what ruamel's emitter writes for the small subset of YAML the midstream is
+# made of (mappings and sequences of strings, literal block patches), written directly. Any
+# data outside the subset goes through ruamel; tests compare both on the golden files.
+
+_STR_TAG = "tag:yaml.org,2002:str"
+_VISIBLE = re.compile(r"[\x21-\x7e]+")
+_LITERAL_LINE = re.compile(r"[\x20-\x7e]*[\x21-\x7e]")
+# First characters ruamel never writes plain (or writes plain only in some contexts).
+_NOT_PLAIN_START = frozenset("#,[]{}&*!|>'\"%@`?:-")
+_MAX_KEY = 100  # ruamel writes keys of 128 characters or more as complex (``? key``) keys
+
+
+class _Unsupported(Exception):
+    """The data is outside what :func:`_fast_dump` writes."""
+
+
+class _FastEmitter:
+    def __init__(self, yaml: YAML) -> None:
+        self._resolver = yaml.resolver
+        self._scalars: dict[str, str] = {}
+        self.lines: list[str] = []
+
+    def scalar(self, text: str) -> str:
+        """``text`` as ruamel writes it with :func:`_represent_str`: plain, or double quoted
+        when ambiguous; :class:`_Unsupported` when it would need anything else."""
+        out = self._scalars.get(text)
+        if out is not None:
+            return out
+        if len(text) > 1000 or not _VISIBLE.fullmatch(text):
+            raise _Unsupported(text)
+        if _AMBIGUOUS.match(text):
+            if '"' in text or "\\" in text:
+                raise _Unsupported(text)
+            out = f'"{text}"'
+        else:
+            tag = self._resolver.resolve(ScalarNode, text, (True, False))
+            if (
+                text[0] in _NOT_PLAIN_START
+                or text.endswith(":")
+                or text.startswith(("---", "..."))
+                or str(getattr(tag, "value", tag)) != _STR_TAG
+            ):
+                raise _Unsupported(text)
+            out = text
+        self._scalars[text] = out
+        return out
+
+    def mapping(self, data: dict[Any, Any], indent: int) -> None:
+        if not data:
+            raise _Unsupported("empty mapping")
+        pad = " " * indent
+        for key, value in data.items():
+            if type(key) is not str or len(key) >= _MAX_KEY:
+                raise _Unsupported(key)
+            head = f"{pad}{self.scalar(key)}:"
+            kind = type(value)
+            if kind is str:
+                self.lines.append(f"{head} {self.scalar(value)}")
+            elif kind is LiteralScalarString:
+                self.lines.append(f"{head} |")
+                self.literal(value, indent + 2)
+            elif kind is dict:
+                self.lines.append(head)
+                self.mapping(value, indent + 2)
+            elif kind is list:
+                self.lines.append(head)
+                self.sequence(value, indent)
+            else:
+                raise _Unsupported(kind)
+
+    def sequence(self, data: list[Any], indent: int) -> None:
+        if not data:
+            raise _Unsupported("empty sequence")
+        pad = " " * indent
+        for item in data:
+            kind = type(item)
+            if kind is str:
+                self.lines.append(f"{pad}- {self.scalar(item)}")
+            elif kind is dict:
+                first = len(self.lines)
+                self.mapping(item, indent + 2)
+                self.lines[first] = f"{pad}- {self.lines[first][indent + 2 :]}"
+            else:
+                raise _Unsupported(kind)
+
+    def literal(self, text: str, indent: int) -> None:
+        if not text.endswith("\n") or text.startswith(" "):
+            raise _Unsupported("literal without a final newline or with a leading space")
+        pad = " " * indent
+        for line in text[:-1].split("\n"):
+            if not _LITERAL_LINE.fullmatch(line):
+                raise _Unsupported(line)
+            self.lines.append(pad + line)
+
+
+def _fast_dump(data: Any, yaml: YAML) -> str | None:
+    """``data`` as ruamel dumps it with :func:`_yaml`, or ``None`` when outside the subset."""
+    emitter = _FastEmitter(yaml)
+    try:
+        if type(data) is dict:
+            emitter.mapping(data, 0)
+        elif type(data) is list:
+            emitter.sequence(data, 0)
+        else:
+            return None
+    except _Unsupported:
+        return None
+    return "\n".join(emitter.lines) + "\n"
 
 
 def secret_file_name(secret: PullSecret) -> str:
@@ -198,12 +314,17 @@ def render_plan(
     if plan.renames:
         kustomization["images"] = [rename.to_json() for rename in plan.renames]
     if plan.patches:
-        kustomization["patches"] = [
-            {
-                "target": patch.target.to_json(),
-                "patch": LiteralScalarString(dump_yaml(patch.operations())),
-            }
-            for patch in plan.patches
-        ]
+        # Most patches hold the same operations (only the target differs): dump each
+        # distinct list once.
+        dumped: dict[str, str] = {}
+        entries: list[dict[str, Any]] = []
+        for patch in plan.patches:
+            operations = patch.operations()
+            key = json.dumps(operations)
+            text = dumped.get(key)
+            if text is None:
+                text = dumped[key] = dump_yaml(operations)
+            entries.append({"target": patch.target.to_json(), "patch": LiteralScalarString(text)})
+        kustomization["patches"] = entries
     files[KUSTOMIZATION_FILE] = dump_yaml(kustomization)
     return dict(sorted(files.items()))
