@@ -16,7 +16,11 @@ process. One image per repository, the images spread evenly over the five regist
 with ``tests.lab.Registry.push_many``. A latency relay (``benchmarks._relay.LatencyRelay``,
 one-way delay RTT/2, a new connection costs one extra RTT) sits in front of every registry and
 token server; all relays run in ONE CHILD PROCESS, so their CPU does not count against the
-prober (which runs in this process), nor do the token servers' or the registries'.
+prober (which runs in this process), nor do the token servers' or the registries'. The relay
+child runs on uvloop when installed; the registries run with ``GOMAXPROCS=1 GOGC=400`` (less
+CPU competing with the prober on a small machine; skopeo keeps Go's defaults). Kernel
+``netem`` in a namespace of our own would cost no user-space CPU: ``benchmarks._netem``
+checks whether this kernel has it and the header line says why it is not used.
 
 Then, on the same image list:
 
@@ -96,9 +100,32 @@ def _relay_child(delay_ms: float, pairs: list[str]) -> int:
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
         for relay in relays:
             await relay.close()
+        if os.environ.get("KR_BENCH_RELAY_STATS"):
+            conns = sum(r.stats().connections for r in relays)
+            print(f"relays: {conns} connections accepted", file=sys.stderr)
 
-    asyncio.run(main())
+    _run_loop(main())
     return 0
+
+
+def _default_loop() -> str:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
+
+
+def _run_loop(coro: Any, use_uvloop: bool = True) -> Any:
+    """``asyncio.run`` on uvloop when it is installed (less CPU per chunk), else asyncio's."""
+    if use_uvloop:
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.run(coro)
+    return asyncio.run(coro)
 
 
 class _PemTls:
@@ -195,12 +222,21 @@ def run(args: argparse.Namespace) -> int:
     images_n = 100 if args.quick and args.images is None else (args.images or 500)
     repeat = 1 if args.quick and args.repeat is None else (args.repeat or 3)
     per_registry = args.per_registry or ProbeOptions().per_registry
+    from benchmarks._netem import netem_unavailable
+
+    why_not_netem = netem_unavailable()
+    relay_mode = True  # kernel netem is not wired in yet: see benchmarks/README.md
     rtt = args.rtt_ms
     per_kind = [images_n // len(KINDS) + (1 if i < images_n % len(KINDS) else 0) for i in range(5)]
     print(
         f"probe_bench: {images_n} images over {len(KINDS)} registries, RTT {rtt:g} ms,"
         f" per-registry limit {per_registry}, load average {os.getloadavg()[0]:.2f}"
-        f" on {os.cpu_count()} CPUs",
+        f" on {os.cpu_count()} CPUs, prober loop {args.loop}",
+        flush=True,
+    )
+    print(
+        "latency: Python relays in one child process"
+        + (f" (kernel netem unavailable: {why_not_netem})" if why_not_netem else ""),
         flush=True,
     )
 
@@ -252,9 +288,28 @@ def run(args: argparse.Namespace) -> int:
                     _spawn(["--_token", str(key_file), str(p["ts"]), behaviour, str(leaf_file)])
                 )
                 realm = f"https://127.0.0.1:{p['ts_relay']}/token"
-            reg = lab.Registry(
-                auth=auth, token_server=ts, realm=realm, tls=ca, port=p["reg"], log_level="error"
-            )
+            # The registries stand in for far-away machines; their CPU here only competes
+            # with the prober. One OS thread of Go code each (the default, one per CPU, made
+            # the five runtimes spin on both cores: ~40 % more CPU for the same requests) and
+            # a lazier GC (GOGC=400: ~35 % less registry CPU). skopeo keeps the defaults.
+            go_env = {"GOMAXPROCS": "1", "GOGC": "400"}
+            saved = {k: os.environ.get(k) for k in go_env}
+            os.environ.update(go_env)
+            try:
+                reg = lab.Registry(
+                    auth=auth,
+                    token_server=ts,
+                    realm=realm,
+                    tls=ca,
+                    port=p["reg"],
+                    log_level="error",
+                )
+            finally:
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
             registries.append(reg)
             repos = [f"bench/{name}/app-{i:04d}" for i in range(count)]
             reg.push_many([(r, "1.0") for r in repos])
@@ -273,17 +328,24 @@ def run(args: argparse.Namespace) -> int:
         parsed = [ImageRef.parse(r) for r in refs]
         walls: list[float] = []
         cpus: list[float] = []
-        helper_pids = [p.pid for p in procs] + [r.proc.pid for r in registries]
+        groups = {
+            "relays": [procs[0].pid] if relay_mode else [],
+            "token servers": [p.pid for p in procs[1 if relay_mode else 0 :]],
+            "registries": [r.proc.pid for r in registries],
+        }
+        helper_pids = [pid for pids in groups.values() for pid in pids]
         helpers0 = _proc_cpu(helper_pids)
+        group0 = {g: _proc_cpu(pids) for g, pids in groups.items()}
         prober: dict[str, Verdict] = {}
         for _ in range(repeat):
             c0 = time.process_time()
             w0 = time.perf_counter()
-            results = asyncio.run(probe(parsed, options))
+            results = _run_loop(probe(parsed, options), args.loop == "uvloop")
             walls.append(time.perf_counter() - w0)
             cpus.append(time.process_time() - c0)
             prober = {ref: r.verdict for ref, r in zip(refs, results, strict=True)}
         helpers_cpu = (_proc_cpu(helper_pids) - helpers0) / repeat
+        group_cpu = {g: (_proc_cpu(pids) - group0[g]) / repeat for g, pids in groups.items()}
         requests = sum(len(r.evidence.steps) for r in results)
         prober_s = statistics.median(walls)
 
@@ -294,7 +356,7 @@ def run(args: argparse.Namespace) -> int:
 
             prof = cProfile.Profile(time.process_time)
             prof.enable()
-            asyncio.run(probe(parsed, options))
+            _run_loop(probe(parsed, options), args.loop == "uvloop")
             prof.disable()
             out = io.StringIO()
             st = pstats.Stats(prof)
@@ -310,7 +372,11 @@ def run(args: argparse.Namespace) -> int:
             Path(args.profile).write_text(out.getvalue())
             print(f"profile written to {args.profile}")
         if args.no_skopeo:
-            print(f"prober only: {', '.join(f'{w:.3f}' for w in walls)} s; cpu {cpus}")
+            print(
+                f"prober only: wall {', '.join(f'{w:.3f}' for w in walls)} s;"
+                f" cpu {', '.join(f'{c:.3f}' for c in cpus)} s; {requests} requests;"
+                f" helpers per run: {', '.join(f'{g} {c:.3f}' for g, c in group_cpu.items())}"
+            )
             return 0
 
         # (b) skopeo
@@ -344,7 +410,8 @@ def run(args: argparse.Namespace) -> int:
         )
         print(
             f"{'    relays+servers (per run)':<28} {'':>8} {helpers_cpu:>8.3f}"
-            "  CPU of the relay child, token servers and registries during (a)"
+            "  CPU of the relay child, token servers and registries during (a): "
+            + ", ".join(f"{g} {c:.3f}" for g, c in group_cpu.items())
         )
         print(
             f"{'(b) skopeo x10 parallel':<28} {skopeo_s:>8.3f} {skopeo_cpu:>8.3f}"
@@ -408,6 +475,12 @@ def main(argv: list[str] | None = None) -> int:
         "--concurrency", type=int, default=None, help="global limit (ProbeOptions')"
     )
     parser.add_argument("--repeat", type=int, default=None, help="prober runs (default 3)")
+    parser.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default=_default_loop(),
+        help="event loop of the prober runs (default: uvloop when installed, as probe_sync)",
+    )
     parser.add_argument("--quick", action="store_true", help="100 images, one prober run")
     parser.add_argument("--no-skopeo", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--profile", help=argparse.SUPPRESS)

@@ -46,8 +46,11 @@ fails at the transport level (or times out), the later probes of that registry g
 
 Performance (for many images): per-registry semaphore first, then the global one (a busy
 registry never holds global slots, so registries do not block each other); one connection pool
-per origin (httpcore's pool scans all its connections per request); response bodies always
-drained so connections are reused; HTTP/2 when the server offers it over TLS; the first wave of
+per origin (httpcore's pool scans all its connections per request), on asyncio's own streams
+rather than anyio's, called directly with httpcore requests (no httpx Request/Response per
+request; httpcore's errors mapped to httpx's as its transport does); uvloop under
+``probe_sync`` when installed; response bodies always drained so connections are reused;
+HTTP/2 when the server offers it over TLS; the first wave of
 a registry does not wait for one probe to learn its challenge (at most ``per_registry - 1``
 extra anonymous HEADs, but one round trip less). Cost per repository once a registry's
 challenge is known: 1 round trip (anonymous or Basic registry, or a refusing token
@@ -58,20 +61,33 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import http.cookiejar
 import ipaddress
+import itertools
 import json
 import logging
 import random
+import re
 import socket
 import ssl
 import time
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from asyncio import staggered
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from datetime import UTC, datetime
 from typing import Any
 
 import attrs
+import httpcore
 import httpx
 
 from ._auth import (
@@ -169,6 +185,175 @@ def _ssl_context(options: ProbeOptions) -> ssl.SSLContext | bool:
     return ctx
 
 
+class _AsyncioStream(httpcore.AsyncNetworkStream):
+    """An httpcore network stream on asyncio's own streams (``StreamReader``/``StreamWriter``,
+    TLS by ``StreamWriter.start_tls``): the same interface as httpcore's anyio backend with
+    less work per read and write (no anyio task-group/cancel-scope layers, and TLS in the
+    event loop's ``SSLProtocol``, native code under uvloop). Timeouts and errors map to
+    httpcore's exceptions exactly as its anyio backend maps them."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        try:
+            if timeout is None:
+                return await self._reader.read(max_bytes)
+            async with asyncio.timeout(timeout):
+                return await self._reader.read(max_bytes)
+        except TimeoutError as exc:
+            raise httpcore.ReadTimeout(exc) from exc
+        except OSError as exc:
+            raise httpcore.ReadError(exc) from exc
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if not buffer:
+            return
+        try:
+            self._writer.write(buffer)
+            if timeout is None:
+                await self._writer.drain()
+            else:
+                async with asyncio.timeout(timeout):
+                    await self._writer.drain()
+        except TimeoutError as exc:
+            raise httpcore.WriteTimeout(exc) from exc
+        except (OSError, RuntimeError) as exc:  # RuntimeError: write on a closed transport
+            raise httpcore.WriteError(exc) from exc
+
+    async def aclose(self) -> None:
+        self._writer.close()
+        try:
+            # TLS: close_notify is answered within a round trip; a silent peer is cut.
+            async with asyncio.timeout(1.0):
+                await self._writer.wait_closed()
+        except TimeoutError:
+            self._writer.transport.abort()
+        except (OSError, ssl.SSLError):
+            pass
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            async with asyncio.timeout(timeout):
+                await self._writer.start_tls(ssl_context, server_hostname=server_hostname)
+        except TimeoutError as exc:
+            await self.aclose()
+            raise httpcore.ConnectTimeout(exc) from exc
+        except (OSError, ssl.SSLError, EOFError) as exc:
+            await self.aclose()
+            raise httpcore.ConnectError(exc) from exc
+        return self
+
+    def get_extra_info(self, info: str) -> Any:
+        w = self._writer
+        if info == "ssl_object":
+            return w.get_extra_info("ssl_object")
+        if info == "client_addr":
+            return w.get_extra_info("sockname")
+        if info == "server_addr":
+            return w.get_extra_info("peername")
+        if info == "socket":
+            return w.get_extra_info("socket")
+        if info == "is_readable":
+            # The loop reads eagerly: anything the server sent on an idle connection (or its
+            # close) is already in the reader's buffer, not in the socket.
+            r = self._reader
+            return r.at_eof() or bool(getattr(r, "_buffer", b"")) or w.is_closing()
+        return None
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+async def _connect_happy_eyeballs(host: str, port: int, local_address: str | None) -> socket.socket:
+    """A connected non-blocking socket to ``host``: its addresses tried in turn, families
+    interleaved, the next one started 250 ms after the previous (RFC 8305, as anyio's
+    ``connect_tcp`` does; uvloop's ``create_connection`` has no ``happy_eyeballs_delay``)."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    if not infos:
+        raise OSError(f"no address found for {host}")
+    first = [i for i in infos if i[0] == infos[0][0]]
+    other = [i for i in infos if i[0] != infos[0][0]]
+    order = [i for pair in itertools.zip_longest(first, other) for i in pair if i is not None]
+
+    async def attempt(info: Any) -> socket.socket:
+        family, type_, proto, _name, addr = info
+        sock = socket.socket(family, type_, proto)
+        try:
+            sock.setblocking(False)
+            if local_address:
+                sock.bind((local_address, 0))
+            await loop.sock_connect(sock, addr)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    winner, _index, errors = await staggered.staggered_race(
+        [functools.partial(attempt, info) for info in order], 0.25
+    )
+    if winner is None:
+        failed = [e for e in errors if e is not None]
+        if len(failed) == 1:
+            raise failed[0]
+        raise OSError(f"all connection attempts to {host}:{port} failed: {failed}")
+    assert isinstance(winner, socket.socket)
+    return winner
+
+
+class _AsyncioBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend on asyncio streams (see :class:`_AsyncioStream`)."""
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            async with asyncio.timeout(timeout):
+                if _is_ip_literal(host):
+                    reader, writer = await asyncio.open_connection(
+                        host, port, local_addr=(local_address, 0) if local_address else None
+                    )
+                else:
+                    sock = await _connect_happy_eyeballs(host, port, local_address)
+                    reader, writer = await asyncio.open_connection(sock=sock)
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(exc) from exc
+        except OSError as exc:
+            raise httpcore.ConnectError(exc) from exc
+        sock = writer.get_extra_info("socket")
+        for option in socket_options or ():
+            sock.setsockopt(*option)
+        return _AsyncioStream(reader, writer)
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("unix sockets are not used by the prober")
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
 class _PerOriginTransport(httpx.AsyncBaseTransport):
     """One connection pool per origin, behind one client.
 
@@ -194,19 +379,47 @@ class _PerOriginTransport(httpx.AsyncBaseTransport):
             return None
         return proxies.get(url.scheme) or proxies.get("all")
 
+    def core_pool(self, url: httpx.URL) -> httpcore.AsyncConnectionPool | None:
+        """The asyncio-native httpcore pool of ``url``'s origin (created on first use), or
+        ``None`` when that origin goes through a proxy (then use the httpx layer)."""
+        pool = self._pools.get((url.scheme, url.host, url.port))
+        if pool is None:
+            pool = self._pool_for(url)
+        core = pool._pool
+        if isinstance(core, httpcore.AsyncConnectionPool) and isinstance(
+            core._network_backend, _AsyncioBackend
+        ):
+            return core
+        return None
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
+        return await self._pool_for(request.url).handle_async_request(request)
+
+    def _pool_for(self, url: httpx.URL) -> httpx.AsyncHTTPTransport:
         key = (url.scheme, url.host, url.port)
         pool = self._pools.get(key)
         if pool is None:
+            proxy = self._proxy_for(url)
             pool = self._pools[key] = httpx.AsyncHTTPTransport(
                 verify=self._verify,
                 http2=True,
                 limits=self._limits,
                 trust_env=True,
-                proxy=self._proxy_for(url),
+                proxy=proxy,
             )
-        return await pool.handle_async_request(request)
+            if proxy is None and isinstance(self._verify, ssl.SSLContext):
+                # The same pool on asyncio-native streams instead of anyio's (see
+                # _AsyncioStream); proxied origins keep httpx's own pool.
+                pool._pool = httpcore.AsyncConnectionPool(
+                    ssl_context=self._verify,
+                    max_connections=self._limits.max_connections,
+                    max_keepalive_connections=self._limits.max_keepalive_connections,
+                    keepalive_expiry=self._limits.keepalive_expiry,
+                    http1=True,
+                    http2=True,
+                    network_backend=_AsyncioBackend(),
+                )
+        return pool
 
     async def aclose(self) -> None:
         pools = list(self._pools.values())
@@ -445,6 +658,8 @@ class Prober:
         self._bases: dict[tuple[str, str], str] = {}
         """(scheme, api host) -> base URL (parsed once per registry, not once per image)."""
         self._realm_urls: dict[str, httpx.URL] = {}
+        self._base_refused: dict[str, str | None] = {}
+        """registry base URL -> why its address is refused (None: it is not)."""
         self.requests = 0
         """HTTP requests sent so far (attempts and redirects included)."""
 
@@ -565,11 +780,12 @@ class Prober:
 
     async def _decide(self, ctx: _Ctx, key: _Key) -> tuple[Verdict, str]:
         base, repo, reference = key
-        host = self._realm_url(base).host
-        why = is_forbidden_address(host)
+        why = self._base_refused.get(base, "")
+        if why == "":
+            why = self._base_refused[base] = is_forbidden_address(self._realm_url(base).host)
         if why:
             raise _Outcome(Verdict.UNREACHABLE, f"registry address refused: {why}")
-        url = f"{base}/v2/{repo}/manifests/{reference}"
+        url = self._manifest_url(base, repo, reference)
 
         def allow_http(origin: str) -> bool:
             # An http realm only for a registry the user opted into plain HTTP for.
@@ -747,7 +963,7 @@ class Prober:
         if url.query or url.fragment:
             url = url.copy_merge_params(params)
         else:  # the same URL, without copy_merge_params' parse-merge-reparse
-            url = httpx.URL(f"{url}?{httpx.QueryParams(params)}")
+            url = _with_query(url, str(httpx.QueryParams(params)))
         try:
             resp = await self._exchange(
                 ctx, "token", "GET", url, {"Accept": "application/json"}, read_body=True
@@ -776,6 +992,25 @@ class Prober:
         except TokenResponseError as exc:
             return _TokenFailure(Verdict.UNREACHABLE, f"{what}: no usable token: {exc}", ())
         return _Token(parsed.token, time.monotonic() + parsed.expires_in, ())
+
+    def _manifest_url(self, base: str, repo: str, reference: str) -> httpx.URL:
+        """``httpx.URL(f"{base}/v2/{repo}/manifests/{reference}")`` without parsing it again:
+        the base URL's parsed form with this path (when the path holds only characters
+        httpx leaves as they are; else parsed as usual)."""
+        path = f"/v2/{repo}/manifests/{reference}"
+        parsed = getattr(self._realm_url(base), "_uri_reference", None)
+        if (
+            parsed is not None
+            and _PLAIN_PATH.fullmatch(path)
+            and "/." not in path
+            and not parsed.path
+            and parsed.query is None
+            and parsed.fragment is None
+        ):
+            url = httpx.URL.__new__(httpx.URL)
+            url._uri_reference = parsed._replace(path=path)
+            return url
+        return httpx.URL(base + path)
 
     def _realm_url(self, url: str) -> httpx.URL:
         """``httpx.URL(url)``, parsed once per run (realms and base URLs are few)."""
@@ -995,8 +1230,13 @@ class Prober:
         self, method: str, url: httpx.URL, headers: dict[str, str], read_body: bool
     ) -> _Resp:
         self.requests += 1
-        if self._direct is not None:
-            return await self._send_direct(self._direct, method, url, headers, read_body)
+        direct = self._direct
+        if direct is not None:
+            if isinstance(direct, _PerOriginTransport):
+                core = direct.core_pool(url)
+                if core is not None:
+                    return await self._send_core(core, method, url, headers, read_body)
+            return await self._send_direct(direct, method, url, headers, read_body)
         cap = self.options.max_body
         async with self._client.stream(method, url, headers=headers) as r:
             # Always drain the (capped) body, even for HEAD (no bytes, but the end of the
@@ -1027,6 +1267,83 @@ class Prober:
                 challenge=chal,
                 origin=_origin(url),
             )
+
+    async def _send_core(
+        self,
+        pool: httpcore.AsyncConnectionPool,
+        method: str,
+        url: httpx.URL,
+        headers: dict[str, str],
+        read_body: bool,
+    ) -> _Resp:
+        """:meth:`_send_direct` one layer lower: the request httpx's transport would hand its
+        httpcore pool (``Host`` first, then the client's default headers, then ours), sent to
+        that pool directly; httpcore's errors become the httpx errors the transport raises."""
+        hdrs = [*_CLIENT_HEADERS]
+        for name, value in headers.items():
+            low = name.lower()
+            for i, (have, _v) in enumerate(hdrs):
+                if have.lower() == low:
+                    hdrs[i] = (have, value)
+                    break
+            else:
+                hdrs.append((name, value))
+        raw = [(b"Host", url.netloc)]
+        raw += [(k.encode("ascii"), v.encode("ascii")) for k, v in hdrs]
+        request = httpcore.Request(
+            method.encode("ascii"),
+            httpcore.URL(
+                scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
+            ),
+            headers=raw,
+            extensions={"timeout": self._timeout_ext},
+        )
+        cap = self.options.max_body
+        truncated = False
+        chunks: list[bytes] = []
+        try:
+            r = await pool.handle_async_request(request)
+            try:
+                rh = httpx.Headers(r.headers)
+                # Always drain the (capped) body, even for HEAD: see _send. Raw bytes unless
+                # the server encoded them anyway (then decoded, as the client would).
+                total = 0
+                stream = r.stream
+                assert isinstance(stream, AsyncIterable)
+                it: AsyncIterable[bytes] = (
+                    httpx.Response(
+                        r.status, headers=rh, stream=_CoreByteStream(stream)
+                    ).aiter_bytes()
+                    if "content-encoding" in rh
+                    else stream
+                )
+                async for chunk in it:
+                    chunks.append(chunk)
+                    total += len(chunk)
+                    if total > cap:
+                        truncated = True
+                        break
+            finally:
+                await r.aclose()
+        except _CORE_ERRORS as exc:
+            raise _httpx_error(exc) from exc
+        status = r.status
+        body = b"".join(chunks)[:cap] if read_body or status >= 400 else b""
+        codes = () if truncated or not body else _error_codes(body)
+        chal = ", ".join(rh.get_list("www-authenticate")) or None
+        if chal is not None and len(chal) > _MAX_CHALLENGE_EVIDENCE:
+            chal = chal[:_MAX_CHALLENGE_EVIDENCE] + "..."
+        return _Resp(
+            method=method,
+            url=str(url),
+            status=status,
+            headers=rh,
+            body=body,
+            truncated=truncated,
+            error_codes=codes,
+            challenge=chal,
+            origin=_origin(url),
+        )
 
     async def _send_direct(
         self,
@@ -1093,6 +1410,57 @@ class Prober:
         )
 
 
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9._~/:+-]*")
+"""Path characters httpx neither escapes nor normalises (no ``%``, no dot segments below)."""
+
+_PLAIN_QUERY = re.compile(r"[A-Za-z0-9._~%+=&-]*")
+
+
+def _with_query(url: httpx.URL, query: str) -> httpx.URL:
+    """``httpx.URL(f"{url}?{query}")`` for a URL without query or fragment and an encoded
+    query (``QueryParams``' form) that httpx would leave as it is, without parsing it again."""
+    parsed = getattr(url, "_uri_reference", None)
+    if (
+        parsed is not None
+        and parsed.query is None
+        and parsed.fragment is None
+        and _PLAIN_QUERY.fullmatch(query)
+    ):
+        out = httpx.URL.__new__(httpx.URL)
+        out._uri_reference = parsed._replace(query=query)
+        return out
+    return httpx.URL(f"{url}?{query}")
+
+
+_CORE_ERRORS = (
+    httpcore.TimeoutException,
+    httpcore.NetworkError,
+    httpcore.ProxyError,
+    httpcore.UnsupportedProtocol,
+    httpcore.ProtocolError,
+)
+
+
+def _httpx_error(exc: Exception) -> httpx.TransportError:
+    """The httpx error httpx's transport raises for an httpcore error (same class name,
+    same message)."""
+    cls = getattr(httpx, type(exc).__name__, None)
+    if not (isinstance(cls, type) and issubclass(cls, httpx.TransportError)):
+        cls = httpx.TransportError
+    return cls(str(exc))
+
+
+class _CoreByteStream(httpx.AsyncByteStream):
+    """An httpcore response stream as httpx's byte stream (to decode a body as httpx does)."""
+
+    def __init__(self, stream: AsyncIterable[bytes]) -> None:
+        self._stream = stream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._stream:
+            yield chunk
+
+
 def _origin(url: httpx.URL) -> str:
     port = f":{url.port}" if url.port is not None else ""
     host = f"[{url.host}]" if ":" in url.host else url.host
@@ -1149,7 +1517,7 @@ def probe_sync(
     refs = list(images)
 
     def run() -> list[ProbeResult]:
-        return asyncio.run(probe(refs, options, on_result=on_result))
+        return _run_loop(probe(refs, options, on_result=on_result))
 
     try:
         asyncio.get_running_loop()
@@ -1159,6 +1527,16 @@ def probe_sync(
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(run).result()
+
+
+def _run_loop(coro: Coroutine[Any, Any, list[ProbeResult]]) -> list[ProbeResult]:
+    """``asyncio.run(coro)``, on uvloop when it is installed (about 10 % less CPU per
+    request than asyncio's own loop in benchmarks/probe_bench.py), else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 def apply_on_unknown(result: ProbeResult, policy: OnUnknown) -> Verdict:

@@ -2,10 +2,11 @@
 
 The shell blocks marked ``<!-- test:quickstart -->`` and ``<!-- test:explore -->`` run verbatim
 (one bash script, ``set -euo pipefail``) in a copy of this repository: ``python3 -m venv``,
-``pip install .`` (kotsrewrite and its dependencies, offline: pip is pointed at the wheelhouse
-``scripts/setup`` builds in ``.cache/wheels``), ``examples/rewrite.sh``, then the commands exploring the
-result, including ``examples/library_example.py``. The built midstream must show every private
-image renamed and the others untouched. Slow (tens of seconds: venv + pip install).
+``pip install .`` (kotsrewrite and its dependencies, offline: pip is pointed at the
+wheelhouse ``scripts/setup`` builds in ``.cache/wheels``), ``examples/rewrite.sh``, then the
+commands exploring the result, including ``examples/library_example.py``. The built
+midstream must show every private image renamed and the others untouched. Slow (tens of
+seconds: venv + pip install).
 """
 
 from __future__ import annotations
