@@ -518,6 +518,66 @@ class _TokenFailure:
 _Key = tuple[str, str, str]  # (base URL, repository, reference)
 
 
+async def _drain(chunks_in: AsyncIterable[bytes], cap: int) -> tuple[list[bytes], bool]:
+    """Read a body up to ``cap`` bytes: the chunks, and whether it went over the cap.
+
+    Every response is drained, even for HEAD (no bytes, but the end of the message must be
+    read): an undrained response closes its connection, and connection reuse is most of the
+    speed. A body over the cap closes the connection instead."""
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in chunks_in:
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > cap:
+            return chunks, True
+    return chunks, False
+
+
+def _with_defaults(headers: dict[str, str]) -> list[tuple[str, str]]:
+    """The client's default headers, then ours (ours replace a default of the same name):
+    the headers httpx's client would send."""
+    hdrs = [*_CLIENT_HEADERS]
+    for name, value in headers.items():
+        low = name.lower()
+        for i, (have, _v) in enumerate(hdrs):
+            if have.lower() == low:
+                hdrs[i] = (have, value)
+                break
+        else:
+            hdrs.append((name, value))
+    return hdrs
+
+
+def _response(
+    method: str,
+    url: httpx.URL,
+    status: int,
+    headers: httpx.Headers,
+    chunks: list[bytes],
+    truncated: bool,
+    read_body: bool,
+    cap: int,
+) -> _Resp:
+    """What one exchange answered, with the body kept only where it is evidence."""
+    body = b"".join(chunks)[:cap] if read_body or status >= 400 else b""
+    codes = () if truncated else _error_codes(body)
+    chal = ", ".join(headers.get_list("www-authenticate")) or None
+    if chal is not None and len(chal) > _MAX_CHALLENGE_EVIDENCE:
+        chal = chal[:_MAX_CHALLENGE_EVIDENCE] + "..."
+    return _Resp(
+        method=method,
+        url=str(url),
+        status=status,
+        headers=headers,
+        body=body,
+        truncated=truncated,
+        error_codes=codes,
+        challenge=chal,
+        origin=_origin(url),
+    )
+
+
 def _error_codes(body: bytes) -> tuple[str, ...]:
     if not body:
         return ()
@@ -1239,33 +1299,9 @@ class Prober:
             return await self._send_direct(direct, method, url, headers, read_body)
         cap = self.options.max_body
         async with self._client.stream(method, url, headers=headers) as r:
-            # Always drain the (capped) body, even for HEAD (no bytes, but the end of the
-            # message must be read): an undrained response closes its connection, and
-            # connection reuse is most of the speed. A body over the cap closes it instead.
-            truncated = False
-            chunks: list[bytes] = []
-            total = 0
-            async for chunk in r.aiter_bytes():
-                chunks.append(chunk)
-                total += len(chunk)
-                if total > cap:
-                    truncated = True
-                    break
-            body = b"".join(chunks)[:cap] if read_body or r.status_code >= 400 else b""
-            codes = () if truncated else _error_codes(body)
-            chal = ", ".join(r.headers.get_list("www-authenticate")) or None
-            if chal is not None and len(chal) > _MAX_CHALLENGE_EVIDENCE:
-                chal = chal[:_MAX_CHALLENGE_EVIDENCE] + "..."
-            return _Resp(
-                method=method,
-                url=str(url),
-                status=r.status_code,
-                headers=r.headers,
-                body=body,
-                truncated=truncated,
-                error_codes=codes,
-                challenge=chal,
-                origin=_origin(url),
+            chunks, truncated = await _drain(r.aiter_bytes(), cap)
+            return _response(
+                method, url, r.status_code, r.headers, chunks, truncated, read_body, cap
             )
 
     async def _send_core(
@@ -1279,15 +1315,7 @@ class Prober:
         """:meth:`_send_direct` one layer lower: the request httpx's transport would hand its
         httpcore pool (``Host`` first, then the client's default headers, then ours), sent to
         that pool directly; httpcore's errors become the httpx errors the transport raises."""
-        hdrs = [*_CLIENT_HEADERS]
-        for name, value in headers.items():
-            low = name.lower()
-            for i, (have, _v) in enumerate(hdrs):
-                if have.lower() == low:
-                    hdrs[i] = (have, value)
-                    break
-            else:
-                hdrs.append((name, value))
+        hdrs = _with_defaults(headers)
         raw = [(b"Host", url.netloc)]
         raw += [(k.encode("ascii"), v.encode("ascii")) for k, v in hdrs]
         request = httpcore.Request(
@@ -1299,15 +1327,12 @@ class Prober:
             extensions={"timeout": self._timeout_ext},
         )
         cap = self.options.max_body
-        truncated = False
-        chunks: list[bytes] = []
         try:
             r = await pool.handle_async_request(request)
             try:
                 rh = httpx.Headers(r.headers)
-                # Always drain the (capped) body, even for HEAD: see _send. Raw bytes unless
-                # the server encoded them anyway (then decoded, as the client would).
-                total = 0
+                # Raw bytes unless the server encoded them anyway (then decoded, as the client
+                # would).
                 stream = r.stream
                 assert isinstance(stream, AsyncIterable)
                 it: AsyncIterable[bytes] = (
@@ -1317,33 +1342,12 @@ class Prober:
                     if "content-encoding" in rh
                     else stream
                 )
-                async for chunk in it:
-                    chunks.append(chunk)
-                    total += len(chunk)
-                    if total > cap:
-                        truncated = True
-                        break
+                chunks, truncated = await _drain(it, cap)
             finally:
                 await r.aclose()
         except _CORE_ERRORS as exc:
             raise _httpx_error(exc) from exc
-        status = r.status
-        body = b"".join(chunks)[:cap] if read_body or status >= 400 else b""
-        codes = () if truncated or not body else _error_codes(body)
-        chal = ", ".join(rh.get_list("www-authenticate")) or None
-        if chal is not None and len(chal) > _MAX_CHALLENGE_EVIDENCE:
-            chal = chal[:_MAX_CHALLENGE_EVIDENCE] + "..."
-        return _Resp(
-            method=method,
-            url=str(url),
-            status=status,
-            headers=rh,
-            body=body,
-            truncated=truncated,
-            error_codes=codes,
-            challenge=chal,
-            origin=_origin(url),
-        )
+        return _response(method, url, r.status, rh, chunks, truncated, read_body, cap)
 
     async def _send_direct(
         self,
@@ -1355,26 +1359,15 @@ class Prober:
     ) -> _Resp:
         """:meth:`_send` without the client layer: the request the client would build
         (its default headers, then ours; ``Host`` added by ``httpx.Request``)."""
-        hdrs = [*_CLIENT_HEADERS]
-        for name, value in headers.items():
-            low = name.lower()
-            for i, (have, _v) in enumerate(hdrs):
-                if have.lower() == low:
-                    hdrs[i] = (have, value)
-                    break
-            else:
-                hdrs.append((name, value))
+        hdrs = _with_defaults(headers)
         request = httpx.Request(
             method, url, headers=hdrs, extensions={"timeout": self._timeout_ext}
         )
         r = await transport.handle_async_request(request)
         cap = self.options.max_body
-        truncated = False
-        chunks: list[bytes] = []
         try:
-            # Always drain the (capped) body, even for HEAD: see _send. Raw bytes unless the
-            # server encoded them anyway (then decoded, as the client would).
-            total = 0
+            # Raw bytes unless the server encoded them anyway (then decoded, as the client
+            # would).
             stream = r.stream
             assert isinstance(stream, httpx.AsyncByteStream)
             it = (
@@ -1382,32 +1375,10 @@ class Prober:
                 if "content-encoding" in r.headers
                 else stream
             )
-            async for chunk in it:
-                chunks.append(chunk)
-                total += len(chunk)
-                if total > cap:
-                    truncated = True
-                    break
+            chunks, truncated = await _drain(it, cap)
         finally:
             await r.aclose()
-        status = r.status_code
-        body = b"".join(chunks)[:cap] if read_body or status >= 400 else b""
-        codes = () if truncated or not body else _error_codes(body)
-        rh = r.headers
-        chal = ", ".join(rh.get_list("www-authenticate")) or None
-        if chal is not None and len(chal) > _MAX_CHALLENGE_EVIDENCE:
-            chal = chal[:_MAX_CHALLENGE_EVIDENCE] + "..."
-        return _Resp(
-            method=method,
-            url=str(url),
-            status=status,
-            headers=rh,
-            body=body,
-            truncated=truncated,
-            error_codes=codes,
-            challenge=chal,
-            origin=_origin(url),
-        )
+        return _response(method, url, r.status_code, r.headers, chunks, truncated, read_body, cap)
 
 
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9._~/:+-]*")
