@@ -468,8 +468,19 @@ def _progress_prober(options: Any, err: TextIO) -> Callable[[Sequence[Any]], Seq
     return run
 
 
-def _run_rewrite(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def _write_report(path: str, text: str) -> None:
+    """Write the JSON report to ``path``; an OS error is an OutputError naming the file."""
     from pathlib import Path
+
+    from ._errors import OutputError
+
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write the report: {exc.strerror}") from None
+
+
+def _run_rewrite(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     from ._report import dump_report, load_known_images
     from ._rewrite import rewrite
@@ -513,14 +524,7 @@ def _run_rewrite(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if args.report == "-":
             out.write(text)
         else:
-            try:
-                Path(args.report).write_text(text, encoding="utf-8")
-            except OSError as exc:
-                from ._errors import OutputError
-
-                raise OutputError(
-                    f"{args.report}: cannot write the report: {exc.strerror}"
-                ) from None
+            _write_report(args.report, text)
     err.write(f"kotsrewrite: {result.summary()}\n")
     if getattr(args, "verify", False) and result.written:
         from ._verify import verify_midstream
@@ -574,9 +578,8 @@ def _add_post_render(sub: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def _run_post_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from pathlib import Path
 
-    from ._errors import InputError, OutputError
+    from ._errors import InputError
     from ._postrender import dump_documents, post_render
     from ._report import dump_report, load_known_images
     from ._rewrite import rewrite
@@ -605,10 +608,7 @@ def _run_post_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         err.write(f"kotsrewrite: warning: {warning}\n")
     if args.report:
         report = {**result.report, "output": None, "files": []}
-        try:
-            Path(args.report).write_text(dump_report(report), encoding="utf-8")
-        except OSError as exc:
-            raise OutputError(f"{args.report}: cannot write the report: {exc.strerror}") from None
+        _write_report(args.report, dump_report(report))
     out.write(text)
     return 0
 
