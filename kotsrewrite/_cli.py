@@ -536,27 +536,6 @@ def _run_rewrite(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 # --------------------------------------------------------------------------------------------
 # kotsrewrite post-render (a Helm post-renderer)
 
-#: rewrite's options that post-render shares (checked by tests/test_postrender.py).
-_POST_RENDER_SHARED = (
-    "--app-slug",
-    "--license-id",
-    "--license",
-    "--application",
-    "--namespace",
-    "--additional-namespace",
-    "--proxy-host",
-    "--replicated-registry",
-    "--known-images",
-    "--cache-ttl",
-    "--offline",
-    "--proxy-all",
-    "--on-unknown",
-    "--image-field",
-    "--insecure-registry",
-    "--ca-file",
-    "--report",
-)
-
 
 def _add_post_render(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser(

@@ -22,7 +22,7 @@ import pytest
 from ruamel.yaml import YAML
 
 import kotsrewrite
-from kotsrewrite._cli import _POST_RENDER_SHARED, _rewrite_options, build_parser, main
+from kotsrewrite._cli import _rewrite_options, build_parser, main
 
 from .test_rewrite_golden import CASES, FIXTURES, _kustomize, _run_case
 
@@ -210,9 +210,8 @@ def test_post_render_shares_every_rewrite_option() -> None:
         return {o for a in choices[name]._actions for o in a.option_strings}
 
     rewrite_only = {"--out", "--force", "--dry-run", "--verify", "--quiet", "--verbose"}
-    rewrite_only |= {"--max-file-bytes", "--max-documents", "-q", "-v", "-h", "--help"}
+    rewrite_only |= {"-q", "-v", "-h", "--help"}
     assert flags("rewrite") - rewrite_only <= flags("post-render")
-    assert set(_POST_RENDER_SHARED) <= flags("post-render")
 
 
 HELM_STREAM = """\
