@@ -55,6 +55,7 @@ __all__ = [
     "Rename",
     "RewriteOptions",
     "build_plan",
+    "is_replicated",
     "kustomize_image_matches",
 ]
 
@@ -155,8 +156,9 @@ class RewriteOptions:
 
     @property
     def replicated_hosts(self) -> frozenset[str]:
-        """Hosts whose images are pulled with the secret and never probed."""
-        return frozenset({self.proxy_host, self.replicated_registry})
+        """Hosts whose images are pulled with the secret and never probed (lowercase: host
+        names compare case-insensitively)."""
+        return frozenset({self.proxy_host.lower(), self.replicated_registry.lower()})
 
 
 # --------------------------------------------------------------------------------------------
@@ -477,7 +479,9 @@ def _replicated_new_name(ref: ImageRef, options: RewriteOptions) -> tuple[Action
     raise KeyError(domain)
 
 
-def _is_replicated(ref: ImageRef, options: RewriteOptions) -> bool:
+def is_replicated(ref: ImageRef, options: RewriteOptions) -> bool:
+    """Whether ``ref`` is on the proxy or the Replicated registry (custom or default
+    domain): such images are never probed and never need a verdict."""
     domain = ref.domain.lower()
     return domain in options.replicated_hosts or domain in (
         DEFAULT_PROXY_HOST,
@@ -597,7 +601,7 @@ def build_plan(
     decisions: dict[ImageRef, ImageDecision] = {}
     for ref in sorted(locations):
         locs = tuple(sorted(locations[ref]))
-        if _is_replicated(ref, options):
+        if is_replicated(ref, options):
             action, new_name = _replicated_new_name(ref, options)
             evidence = Evidence(
                 reason="on the Replicated proxy or registry: pulled with the license secret",

@@ -15,7 +15,7 @@ import attrs
 from ._discovery import find_images
 from ._manifests import Limits, load_manifests
 from ._model import Base, Inventory, ProbeResult
-from ._plan import Plan, RewriteOptions, build_plan
+from ._plan import Plan, RewriteOptions, build_plan, is_replicated
 from ._probe import ProbeOptions, probe_sync
 from ._reference import ImageRef
 from ._render import (
@@ -136,16 +136,12 @@ def rewrite(
     mark = time.perf_counter()
     known = list(known_images)
     cached = {r.image.original for r in known} | {r.image.normalized for r in known}
-    hosts = {h.lower() for h in options.replicated_hosts} | {
-        "proxy.replicated.com",
-        "registry.replicated.com",
-    }
     to_probe: list[ImageRef] = []
     if not offline and not options.proxy_all:
         to_probe = [
             ref
             for ref in inventory.images
-            if ref.domain.lower() not in hosts
+            if not is_replicated(ref, options)
             and ref.original not in cached
             and ref.normalized not in cached
         ]
