@@ -102,7 +102,7 @@ def best_of(n: int, fn: Callable[[], object]) -> float:
 def peak_mb(docs: int) -> float:
     """Peak RSS (MB) of a fresh interpreter loading and walking ``docs`` documents."""
     code = (
-        "import resource, sys, tempfile, pathlib\n"
+        "import sys, tempfile, pathlib\n"
         "sys.path.insert(0, sys.argv[1])\n"
         "import load_bench, kotsrewrite\n"
         "d = pathlib.Path(tempfile.mkdtemp())\n"
@@ -110,7 +110,9 @@ def peak_mb(docs: int) -> float:
         "base = kotsrewrite.load_manifests(d)\n"
         "inv = kotsrewrite.find_images(base)\n"
         "assert len(base.documents) == int(sys.argv[2])\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        # VmHWM, not ru_maxrss: execve folds the parent's high-water mark into ru_maxrss.
+        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')]\n"
+        "print(hwm[0].split()[1])\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code, str(Path(__file__).parent), str(docs)],

@@ -6,8 +6,8 @@ five registries (half of them private), and a KOTS Installation YAML whose
 ``spec.knownImages`` holds a verdict for every one of them. Then runs, in a fresh child
 process, ``python -m kotsrewrite rewrite BASE --known-images FILE --offline --out OUT``
 (no network: every image is known) and reports the child's wall time and peak memory
-(``ru_maxrss`` of that child, from ``os.wait4``). ``--repeat`` runs (default 3): the median
-time and the largest peak are printed.
+(``ru_maxrss`` of that child alone, through ``tests/peak_rss.py``). ``--repeat`` runs
+(default 3): the median time and the largest peak are printed.
 
 Run: ``.venv/bin/python benchmarks/rewrite_bench.py [--docs 2000] [--images 500]``. The last
 line is ``RESULT docs=N images=M seconds=X peak_mb=Y``.
@@ -22,10 +22,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.peak_rss import run_measured  # noqa: E402
 
 REGISTRIES = [
     "quay.io/bench",
@@ -200,22 +203,13 @@ def run_once(base: Path, known: Path, out: Path) -> tuple[float, float, int, str
         str(out),
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        argv,
-        cwd=str(ROOT),
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    assert proc.stderr is not None
-    err = proc.stderr.read()
-    _pid, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    peak_mb = usage.ru_maxrss / 1024.0  # KiB on Linux
-    return seconds, peak_mb, proc.returncode, err.decode(errors="replace")[-2000:]
+    with tempfile.TemporaryFile() as err:
+        run = run_measured(
+            argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err
+        )
+        err.seek(0)
+        tail = err.read()[-2000:].decode(errors="replace")
+    return run.seconds, run.peak_mb, run.returncode, tail
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,8 @@
 """Hostile input through the real CLI in a subprocess: time, peak memory, exit code, message.
 
 Each case runs ``python -m kotsrewrite images|rewrite ...`` and measures the child's own peak
-RSS with ``os.wait4`` (the kernel's ``ru_maxrss`` of exactly that process). Every case must end
+RSS with ``tests/peak_rss.py`` (the kernel's ``ru_maxrss`` of exactly that process, not inflated by
+the test process's own size). Every case must end
 with either a clear error (exit 2, ``kotsrewrite: error: FILE[:LINE]: ...`` then ``hint:``, no
 traceback) or a bounded, correct result, within the time and memory bounds asserted here.
 (tests/test_images_cli.py covers the same limits in-process; this file adds what only a
@@ -13,11 +14,8 @@ from __future__ import annotations
 import io
 import json
 import os
-import signal
-import subprocess
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +23,8 @@ import attrs
 import pytest
 
 from kotsrewrite._cli import main
+
+from .peak_rss import run_measured
 
 #: Peak RSS of ``kotsrewrite images`` on a tiny file (interpreter + imports) is ~40 MB.
 SMALL_RSS_MB = 150
@@ -49,28 +49,36 @@ def run_cli(
     out_path, err_path, in_path = tmp / ".out", tmp / ".err", tmp / ".in"
     in_path.write_bytes(stdin or b"")
     with out_path.open("wb") as out, err_path.open("wb") as err, in_path.open("rb") as inp:
-        start = time.monotonic()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "kotsrewrite", *argv], stdin=inp, stdout=out, stderr=err
+        measured = run_measured(
+            [sys.executable, "-m", "kotsrewrite", *argv],
+            stdin=inp,
+            stdout=out,
+            stderr=err,
+            timeout=timeout,
         )
-        timer = threading.Timer(timeout, lambda: os.kill(proc.pid, signal.SIGKILL))
-        timer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            timer.cancel()
-        seconds = time.monotonic() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    assert proc.returncode != -signal.SIGKILL, f"killed after {timeout} s: {argv}"
-    assert proc.returncode >= 0, f"crashed with signal {-proc.returncode}"
+    assert measured.returncode >= 0, f"crashed with signal {-measured.returncode}"
     return Run(
-        code=proc.returncode,
+        code=measured.returncode,
         out=out_path.read_text(errors="replace"),
         err=err_path.read_text(errors="replace"),
-        seconds=seconds,
-        rss_mb=usage.ru_maxrss / 1024,
-        cpu=usage.ru_utime + usage.ru_stime,
+        seconds=measured.seconds,
+        rss_mb=measured.peak_mb,
+        cpu=measured.cpu,
     )
+
+
+def test_peak_rss_is_the_childs_own_not_the_test_processs(tmp_path: Path) -> None:
+    # Regression (CI): children forked from a big pytest process inherited its high-water
+    # mark through execve, so every case here "used" 277 MB. Grow this process past the
+    # bound, then measure a tiny child.
+    ballast = bytearray(2 * SMALL_RSS_MB * 1024 * 1024)
+    for page in range(0, len(ballast), 4096):
+        ballast[page] = 1
+    (tmp_path / "a.yaml").write_text(CM.format(name="a"))
+    run = images(tmp_path / "a.yaml", tmp_path)
+    assert run.code == 0 and json.loads(run.out)["images"] == [], run
+    assert run.rss_mb < SMALL_RSS_MB / 2, run
+    del ballast
 
 
 def clear_error(run: Run, where: str, *needles: str) -> None:
