@@ -379,6 +379,76 @@ def test_per_registry_limit_and_no_head_of_line_blocking(server) -> None:  # typ
     assert 0.55 < elapsed < 1.5  # 24 / 4 = 6 waves of 0.1 s
 
 
+class _InFlight:
+    """Requests in flight per server, and the peaks: per server and over all servers."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.now: dict[str, int] = {}
+        self.peak: dict[str, int] = {}
+
+    def serve(self, name: str, seconds: float) -> None:
+        with self.lock:
+            self.now[name] = self.now.get(name, 0) + 1
+            total = sum(self.now.values())
+            self.peak[name] = max(self.peak.get(name, 0), self.now[name])
+            self.peak["total"] = max(self.peak.get("total", 0), total)
+        time.sleep(seconds)
+        with self.lock:
+            self.now[name] -= 1
+
+
+def _token_pair(server, same_origin: bool) -> tuple[lab.ScriptedServer, _InFlight]:  # type: ignore[no-untyped-def]
+    gauge = _InFlight()
+    token_body = json.dumps({"token": "good", "expires_in": 300}).encode()
+
+    def token(req: ScriptedRequest, sock: socket.socket) -> None:
+        gauge.serve("token", 0.05)
+        _reply(sock, 200, {"Content-Type": "application/json"}, token_body)
+
+    tok = None if same_origin else server(lambda req, sock, s: token(req, sock))
+
+    def registry(req: ScriptedRequest, sock: socket.socket, srv: lab.ScriptedServer) -> None:
+        if req.path.startswith("/token"):
+            token(req, sock)
+            return
+        gauge.serve("registry", 0.05)
+        if req.headers.get("authorization") == "Bearer good":
+            _reply(sock, 200)
+        else:
+            _reply(sock, 401, _bearer(srv, f"{(tok or srv).url}/token"))
+
+    return server(registry), gauge
+
+
+def test_tokens_are_fetched_ahead_of_the_registry_slot(server) -> None:  # type: ignore[no-untyped-def]
+    # Docker Hub-like: the token service is another origin. Probes past the first wave fetch
+    # their token while they wait for a registry slot (within the token service's own limit),
+    # so a registry slot is held for the manifest round trip only, and more than per_registry
+    # requests are in flight over the two hosts (in-slot token fetches never exceed 2 in all),
+    # each host within its own limit.
+    reg, gauge = _token_pair(server, same_origin=False)
+    results, _ = _probe([f"{reg.host}/app{i}:1" for i in range(16)], per_registry=2)
+    assert {r.verdict for r in results} == {Verdict.PUBLIC}
+    assert gauge.peak["registry"] == 2 and gauge.peak["token"] == 2
+    assert gauge.peak["total"] > 2
+    for res in results[2:]:  # past the first wave: token, then manifest, nothing wasted
+        assert [(s.step, s.status) for s in res.evidence.steps] == [
+            ("token", 200),
+            ("manifest", 200),
+        ]
+        assert res.evidence.reason == "manifest HEAD 200 with anonymous token", res.evidence
+
+
+def test_a_realm_on_the_registry_host_shares_its_slots(server) -> None:  # type: ignore[no-untyped-def]
+    # GHCR-like: token endpoint and registry on one host. Fetching tokens ahead must not raise
+    # what that host sees at once above the per-registry limit.
+    reg, gauge = _token_pair(server, same_origin=True)
+    results, _ = _probe([f"{reg.host}/app{i}:1" for i in range(16)], per_registry=2)
+    assert {r.verdict for r in results} == {Verdict.PUBLIC}
+    assert gauge.peak["total"] == 2
+
+
 def test_realm_name_resolving_to_metadata_refused(server, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     real = asyncio.BaseEventLoop.getaddrinfo
 
