@@ -371,6 +371,8 @@ def run(args: argparse.Namespace) -> int:
             pstats.Stats(prof, stream=out).sort_stats("cumtime").print_stats(60)
             Path(args.profile).write_text(out.getvalue())
             print(f"profile written to {args.profile}")
+        if args.timeline:
+            _timeline(parsed, options, refs, kind_of, args.loop == "uvloop")
         if args.no_skopeo:
             print(
                 f"prober only: wall {', '.join(f'{w:.3f}' for w in walls)} s;"
@@ -458,6 +460,46 @@ def run(args: argparse.Namespace) -> int:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _timeline(
+    parsed: list[Any], options: Any, refs: list[str], kind_of: dict[str, str], uv: bool
+) -> None:
+    """One more prober run, printing per registry when its probes ended (ms after the start:
+    first, median, last) and the mean duration of each kind of request."""
+    from kotsrewrite._probe import Prober
+
+    ends: dict[str, list[float]] = {}
+    steps: dict[str, list[float]] = {}
+
+    async def go() -> None:
+        t0 = time.perf_counter()
+
+        def done(res: Any) -> None:
+            kind = kind_of[str(res.image)]
+            ends.setdefault(kind, []).append((time.perf_counter() - t0) * 1000)
+            for st in res.evidence.steps:
+                steps.setdefault(f"{kind} {st.step}", []).append(st.elapsed_ms)
+
+        prober = Prober(options)
+        phases["built"] = (time.perf_counter() - t0) * 1000
+        await prober.probe(parsed, on_result=done)
+        phases["probed"] = (time.perf_counter() - t0) * 1000
+        await prober.aclose()
+        phases["closed"] = (time.perf_counter() - t0) * 1000
+
+    phases: dict[str, float] = {}
+    w0 = time.perf_counter()
+    _run_loop(go(), uv)
+    phases["loop ended"] = (time.perf_counter() - w0) * 1000
+    print("timeline phases: " + ", ".join(f"{k} {v:.1f} ms" for k, v in phases.items()))
+    for kind, times in ends.items():
+        print(
+            f"timeline {kind:<13} first {min(times):7.1f} median {statistics.median(times):7.1f}"
+            f" last {max(times):7.1f} ms"
+        )
+    for name, els in sorted(steps.items()):
+        print(f"timeline {name:<22} n={len(els):4d} mean {statistics.mean(els):6.1f} ms")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run the benchmark (or a child role)."""
     argv = sys.argv[1:] if argv is None else argv
@@ -484,6 +526,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="100 images, one prober run")
     parser.add_argument("--no-skopeo", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--profile", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--timeline", action="store_true", help="one more run: when each registry's probes end"
+    )
     return run(parser.parse_args(argv))
 
 
