@@ -27,8 +27,6 @@ from typing import IO
 
 import attrs
 
-_FIELDS = ("status", "maxrss_kib", "cpu")
-
 
 @attrs.frozen
 class Measured:
@@ -88,8 +86,10 @@ def run_measured(
 def _launch(report: str, argv: list[str]) -> int:
     child = subprocess.Popen(argv)
     _, status, usage = os.wait4(child.pid, 0)
-    values = (status, usage.ru_maxrss, usage.ru_utime + usage.ru_stime)
-    Path(report).write_text(json.dumps(dict(zip(_FIELDS, values, strict=True))))
+    cpu = usage.ru_utime + usage.ru_stime
+    Path(report).write_text(
+        json.dumps({"status": status, "maxrss_kib": usage.ru_maxrss, "cpu": cpu})
+    )
     return 0
 
 

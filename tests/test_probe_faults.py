@@ -345,17 +345,30 @@ def test_unexpected_status(server) -> None:  # type: ignore[no-untyped-def]
 # -- concurrency ---------------------------------------------------------------------------------
 
 
+class _InFlight:
+    """Requests in flight per server, and the peaks: per server and over all servers."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.now: dict[str, int] = {}
+        self.peak: dict[str, int] = {}
+
+    def serve(self, name: str, seconds: float) -> None:
+        with self.lock:
+            self.now[name] = self.now.get(name, 0) + 1
+            total = sum(self.now.values())
+            self.peak[name] = max(self.peak.get(name, 0), self.now[name])
+            self.peak["total"] = max(self.peak.get("total", 0), total)
+        time.sleep(seconds)
+        with self.lock:
+            self.now[name] -= 1
+
+
 def test_per_registry_limit_and_no_head_of_line_blocking(server) -> None:  # type: ignore[no-untyped-def]
-    lock = threading.Lock()
-    state = {"now": 0, "max": 0}
+    gauge = _InFlight()
 
     def slow(req: ScriptedRequest, sock: socket.socket, srv: lab.ScriptedServer) -> None:
-        with lock:
-            state["now"] += 1
-            state["max"] = max(state["max"], state["now"])
-        time.sleep(0.1)
-        with lock:
-            state["now"] -= 1
+        gauge.serve("slow", 0.1)
         _reply(sock, 200)
 
     slow_srv = server(slow)
@@ -374,28 +387,9 @@ def test_per_registry_limit_and_no_head_of_line_blocking(server) -> None:  # typ
     results = asyncio.run(probe([ImageRef.parse(r) for r in refs], opts, on_result=on_result))
     elapsed = time.monotonic() - t0
     assert {r.verdict for r in results} == {Verdict.PUBLIC}
-    assert state["max"] == 4
+    assert gauge.peak["slow"] == 4
     assert max(fast_done) < 0.4  # the fast registry never waits for the slow one
     assert 0.55 < elapsed < 1.5  # 24 / 4 = 6 waves of 0.1 s
-
-
-class _InFlight:
-    """Requests in flight per server, and the peaks: per server and over all servers."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.now: dict[str, int] = {}
-        self.peak: dict[str, int] = {}
-
-    def serve(self, name: str, seconds: float) -> None:
-        with self.lock:
-            self.now[name] = self.now.get(name, 0) + 1
-            total = sum(self.now.values())
-            self.peak[name] = max(self.peak.get(name, 0), self.now[name])
-            self.peak["total"] = max(self.peak.get("total", 0), total)
-        time.sleep(seconds)
-        with self.lock:
-            self.now[name] -= 1
 
 
 def _token_pair(server, same_origin: bool) -> tuple[lab.ScriptedServer, _InFlight]:  # type: ignore[no-untyped-def]
