@@ -111,6 +111,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class _ThreadingServer(http.server.ThreadingHTTPServer):
+    """A thread per connection, with a listen backlog that holds a client's burst of new
+    connections: socketserver's default of 5 drops the SYNs of the rest, which the kernel
+    resends a whole second later (seen as 1 s token requests in benchmarks/probe_bench.py)."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -180,13 +189,17 @@ class TokenServer:
             .sign(self._key, hashes.SHA256())
         )
         self.cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", port), self._handler())
-        self._server.daemon_threads = True
+        self._server = _ThreadingServer(("127.0.0.1", port), self._handler())
         self.scheme = "http"
         if tls is not None:
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             tls.issue_cert("127.0.0.1", "localhost").configure_cert(ctx)
-            self._server.socket = ctx.wrap_socket(self._server.socket, server_side=True)
+            # The handshake runs in the connection's own thread (Handler.handle), not in
+            # accept(): the serving thread would otherwise do them one after another, each a
+            # round trip long behind a latency relay (8 new connections: 8 round trips).
+            self._server.socket = ctx.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False
+            )
             self.scheme = "https"
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(
@@ -250,6 +263,14 @@ class TokenServer:
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
+
+            def handle(self) -> None:
+                if isinstance(self.connection, ssl.SSLSocket):
+                    try:
+                        self.connection.do_handshake()
+                    except OSError:  # ssl.SSLError included: the client gave up
+                        return
+                super().handle()
 
             def do_GET(self) -> None:
                 parts = urllib.parse.urlsplit(self.path)
@@ -762,8 +783,7 @@ class RecordingProxy:
         self.target = urllib.parse.urlsplit(target)
         self.requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
+        self._server = _ThreadingServer(("127.0.0.1", 0), self._handler())
         self.port = int(self._server.server_address[1])
         self.host = f"127.0.0.1:{self.port}"
         self._thread = threading.Thread(
