@@ -60,6 +60,8 @@ endpoint), 2 (token + manifest) for token registries.
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import email.utils
 import functools
 import http.cookiejar
@@ -390,6 +392,49 @@ class _AsyncioBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+
+class _Slots:
+    """A semaphore whose urgent waiters go first.
+
+    Token fetches share a token service's slots: those of probes holding a registry slot
+    (the first wave, which learns the challenge) are urgent; those made ahead, while waiting
+    for a registry slot, are not. With one FIFO queue the first wave's fetches queued behind
+    a hundred fetches ahead while holding every registry slot: the registry idled.
+    """
+
+    def __init__(self, n: int) -> None:
+        self._free = n
+        self._urgent: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._normal: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def acquire(self, urgent: bool = False) -> None:
+        """Take a slot, waiting (behind earlier waiters of the same kind) if none is free."""
+        if self._free > 0 and not self._urgent and not self._normal:
+            self._free -= 1
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._urgent if urgent else self._normal
+        queue.append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # handed a slot just as the waiter was cancelled
+            else:
+                with contextlib.suppress(ValueError):
+                    queue.remove(fut)
+            raise
+
+    def release(self) -> None:
+        """Hand the slot to the first waiter (urgent ones first), else free it."""
+        for queue in (self._urgent, self._normal):
+            while queue:
+                fut = queue.popleft()
+                if not fut.done():
+                    fut.set_result(None)
+                    return
+        self._free += 1
 
 
 class _H1AwareConnection(httpcore.AsyncConnectionInterface):
@@ -832,7 +877,7 @@ class Prober:
         """registry base URL -> probes started on it so far (the first wave is per_registry)."""
         self._learned: dict[str, asyncio.Event] = {}
         """registry base URL -> set once its challenge is known or a probe of it has ended."""
-        self._realm_slots: dict[str, asyncio.Semaphore] = {}
+        self._realm_slots: dict[str, _Slots] = {}
         """token service origin -> token requests in flight ahead of a registry slot."""
         self._resolved: dict[str, str | None] = {}
         self._bases: dict[tuple[str, str], str] = {}
@@ -960,13 +1005,13 @@ class Prober:
                     async with self._per_registry[base]:
                         await self._token(ctx, chal, repo, allow_http, base)
                 else:
-                    await self._token(ctx, chal, repo, allow_http, base)
+                    await self._token(ctx, chal, repo, allow_http, base, urgent=False)
             except _Outcome as out:
                 return out.verdict, out.reason
             ctx.own_tokens.add((chal[0], chal[1], _scope(repo)))
         return None
 
-    def _token_slots(self, realm: str, base: str) -> asyncio.Semaphore | None:
+    def _token_slots(self, realm: str, base: str) -> _Slots | None:
         """The limit on token requests to ``realm``'s host: ``None`` when that host is the
         registry's own (whose slot the caller holds); else per token service host (Docker
         Hub's auth.docker.io), ``per_registry`` at once like any registry."""
@@ -978,7 +1023,7 @@ class Prober:
             return None
         slots = self._realm_slots.get(realm_origin)
         if slots is None:
-            slots = self._realm_slots[realm_origin] = asyncio.Semaphore(self.options.per_registry)
+            slots = self._realm_slots[realm_origin] = _Slots(self.options.per_registry)
         return slots
 
     def _result(
@@ -1142,7 +1187,12 @@ class Prober:
         repo: str,
         allow_http: bool,
         base: str,
+        *,
+        urgent: bool = True,
     ) -> tuple[_Token, str]:
+        """``repo``'s token for ``challenge`` (cached, shared with a fetch in flight, or
+        fetched). ``urgent``: the caller holds a registry slot, so its fetch goes ahead of
+        the fetches made while waiting for one (:meth:`_token_ahead`)."""
         realm, service = challenge
         tkey = (realm, service, _scope(repo))
         tok = self._tokens.get(tkey)
@@ -1152,7 +1202,9 @@ class Prober:
         shared = fut is not None
         if fut is None:
             slots = self._token_slots(realm, base)
-            fut = asyncio.ensure_future(self._fetch_token(realm, service, repo, allow_http, slots))
+            fut = asyncio.ensure_future(
+                self._fetch_token(realm, service, repo, allow_http, slots, urgent)
+            )
             self._token_tasks[tkey] = fut
             fut.add_done_callback(lambda _f: self._token_tasks.pop(tkey, None))
         outcome = await asyncio.shield(fut)
@@ -1171,11 +1223,15 @@ class Prober:
         service: str | None,
         repo: str,
         allow_http: bool,
-        slots: asyncio.Semaphore | None,
+        slots: _Slots | None,
+        urgent: bool,
     ) -> _Token | _TokenFailure:
         if slots is not None:
-            async with slots:
-                return await self._fetch_token(realm, service, repo, allow_http, None)
+            await slots.acquire(urgent)
+            try:
+                return await self._fetch_token(realm, service, repo, allow_http, None, urgent)
+            finally:
+                slots.release()
         ctx = _Ctx(steps=[], deadline=time.monotonic() + self.options.timeout)
         out: _Token | _TokenFailure
         try:

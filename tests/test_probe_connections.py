@@ -5,6 +5,8 @@
   connection being made, expecting HTTP/2, and then makes one connection per handshake, in
   series).
 * A burst to an HTTP/2 origin still shares one connection.
+* Token fetches of probes that hold a registry slot go ahead of fetches made while waiting
+  for one (:class:`kotsrewrite._probe._Slots`).
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from benchmarks._relay import start_relay_thread
 from kotsrewrite import ImageRef, ProbeOptions, Verdict, probe
+from kotsrewrite._probe import _Slots
 from tests import lab
 
 MANIFEST_HEAD = (
@@ -136,3 +141,56 @@ def test_a_burst_to_an_http2_origin_shares_one_connection(
         stats = stop()
     assert [r.verdict for r in results] == [Verdict.PUBLIC] * 16
     assert stats.connections == 1
+
+
+# -- _Slots -----------------------------------------------------------------------------------
+
+
+def test_slots_serve_urgent_waiters_first() -> None:
+    order: list[str] = []
+
+    async def main() -> None:
+        slots = _Slots(1)
+        await slots.acquire()  # held
+
+        async def take(name: str, urgent: bool) -> None:
+            await slots.acquire(urgent)
+            order.append(name)
+            await asyncio.sleep(0)
+            slots.release()
+
+        tasks = [asyncio.create_task(take("ahead-1", False))]
+        tasks.append(asyncio.create_task(take("ahead-2", False)))
+        await asyncio.sleep(0)
+        tasks.append(asyncio.create_task(take("holder", True)))
+        await asyncio.sleep(0)
+        slots.release()
+        await asyncio.gather(*tasks)
+        # every slot came back
+        await asyncio.wait_for(slots.acquire(), 1)
+
+    asyncio.run(main())
+    assert order == ["holder", "ahead-1", "ahead-2"]
+
+
+def test_slots_cancelled_waiters_give_no_slot_away() -> None:
+    async def main() -> None:
+        slots = _Slots(1)
+        await slots.acquire()
+        waiting = asyncio.create_task(slots.acquire(True))
+        await asyncio.sleep(0)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        # Handed the slot and cancelled in the same step: the slot goes back.
+        handed = asyncio.create_task(slots.acquire())
+        await asyncio.sleep(0)
+        slots.release()  # hands the slot to `handed`...
+        handed.cancel()  # ...which is cancelled before it runs
+        with pytest.raises(asyncio.CancelledError):
+            await handed
+        await asyncio.wait_for(slots.acquire(), 1)  # the one slot is free again
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(slots.acquire(), 0.05)  # and there was only one
+
+    asyncio.run(main())
