@@ -232,7 +232,7 @@ def _add_transport_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--ca-file", metavar="FILE", help="extra CA certificates (PEM)")
     p.add_argument(
-        "--concurrency", type=_positive_int, metavar="N", help="probes in flight (default 32)"
+        "--concurrency", type=_positive_int, metavar="N", help="probes in flight (default 64)"
     )
     p.add_argument(
         "--per-registry",

@@ -142,8 +142,9 @@ _CLIENT_HEADERS: tuple[tuple[str, str], ...] = (
 class ProbeOptions:
     """Transport and concurrency options for probing."""
 
-    concurrency: int = 32
-    """Probes in flight at once, over all registries."""
+    concurrency: int = 64
+    """Probes in flight at once, over all registries (64: eight registries at their
+    ``per_registry`` limit; with 32, five registries shared 32 slots and none got its 8)."""
     per_registry: int = 8
     """Probes in flight at once against one registry (its politeness limit)."""
     timeout: float = 10.0
