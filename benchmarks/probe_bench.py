@@ -489,7 +489,8 @@ def _timeline(
     parsed: list[Any], options: Any, refs: list[str], kind_of: dict[str, str], uv: bool
 ) -> None:
     """One more prober run, printing per registry when its probes ended (ms after the start:
-    first, median, last) and the mean duration of each kind of request."""
+    first, median, last) and the duration of each kind of request (mean, p10, median, p90,
+    max)."""
     from kotsrewrite._probe import Prober
 
     ends: dict[str, list[float]] = {}
@@ -522,7 +523,12 @@ def _timeline(
             f" last {max(times):7.1f} ms"
         )
     for name, els in sorted(steps.items()):
-        print(f"timeline {name:<22} n={len(els):4d} mean {statistics.mean(els):6.1f} ms")
+        q = statistics.quantiles(els, n=10) if len(els) > 1 else [els[0]] * 9
+        print(
+            f"timeline {name:<22} n={len(els):4d} mean {statistics.mean(els):6.1f}"
+            f" p10 {q[0]:6.1f} median {statistics.median(els):6.1f} p90 {q[8]:6.1f}"
+            f" max {max(els):6.1f} ms"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
