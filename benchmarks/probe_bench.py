@@ -454,6 +454,17 @@ def run(args: argparse.Namespace) -> int:
             " slot, so token registries cost 1 rt/repo after a first wave of 3 (refused: 2);"
             " a lower floor than (c)"
         )
+        # (d) what this machine's CPU allows: the prober is one thread, and it shares the
+        # cores with every relay, token server and registry of the run.
+        cores = os.cpu_count() or 1
+        prober_cpu = statistics.median(cpus)
+        cpu_floor = max(prober_cpu, (prober_cpu + helpers_cpu) / cores)
+        print(
+            f"{'(d) CPU floor, this machine':<28} {cpu_floor:>8.3f} {'-':>8}"
+            f"  ratio {prober_s / cpu_floor:.2f}: max(prober CPU, (prober CPU + relays and"
+            f" servers CPU) / {cores} cores); above (c), the run is CPU-bound here, not"
+            " round-trip-bound"
+        )
 
         diffs = []
         for ref in refs:
