@@ -462,8 +462,12 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"{'(d) CPU floor, this machine':<28} {cpu_floor:>8.3f} {'-':>8}"
             f"  ratio {prober_s / cpu_floor:.2f}: max(prober CPU, (prober CPU + relays and"
-            f" servers CPU) / {cores} cores); above (c), the run is CPU-bound here, not"
-            " round-trip-bound"
+            f" servers CPU) / {cores} cores); "
+            + (
+                "above (c): on this machine the run is CPU-bound, not round-trip-bound"
+                if cpu_floor > bound_s
+                else "below (c): round trips bind, not this machine's CPU"
+            )
         )
 
         diffs = []
