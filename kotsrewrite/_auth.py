@@ -15,6 +15,8 @@ Nothing here does I/O or reads credentials from anywhere.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import json
 import socket
@@ -31,6 +33,7 @@ __all__ = [
     "TokenResponse",
     "TokenResponseError",
     "check_realm",
+    "granted_pulls",
     "is_forbidden_address",
     "parse_token_response",
     "parse_www_authenticate",
@@ -326,3 +329,34 @@ def check_realm(realm: str, *, allow_http: bool) -> str:
     if why:
         raise RealmRefusedError(why)
     return realm
+
+
+def granted_pulls(token: str) -> frozenset[str] | None:
+    """Repositories a Docker-style JWT's ``access`` claim grants ``pull`` on; ``None`` when
+    the token is not such a JWT (the token spec calls tokens opaque: this is only a hint).
+
+    The prober asks one token for several repositories at once and uses it for those it
+    names here; any other repository gets a token of its own, as if never batched, so a
+    server that grants only part of a request, or ignores extra scopes, changes nothing.
+    """
+    parts = token.split(".")
+    if len(parts) != 3 or len(parts[1]) > 64 * 1024:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error, RecursionError):
+        return None
+    access = claims.get("access") if isinstance(claims, dict) else None
+    if not isinstance(access, list):
+        return None
+    names = set()
+    for entry in access:
+        if (
+            isinstance(entry, dict)
+            and entry.get("type") == "repository"
+            and isinstance(entry.get("name"), str)
+            and isinstance(entry.get("actions"), list)
+            and ("pull" in entry["actions"] or "*" in entry["actions"])
+        ):
+            names.add(entry["name"])
+    return frozenset(names)

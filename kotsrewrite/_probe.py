@@ -98,6 +98,7 @@ from ._auth import (
     RealmRefusedError,
     TokenResponseError,
     check_realm,
+    granted_pulls,
     is_forbidden_address,
     parse_token_response,
     parse_www_authenticate,
@@ -147,6 +148,11 @@ class ProbeOptions:
     ``per_registry`` limit; with 32, five registries shared 32 slots and none got its 8)."""
     per_registry: int = 8
     """Probes in flight at once against one registry (its politeness limit)."""
+    token_batch: int = 8
+    """Repositories asked for in one token request, when probes waiting for a registry slot
+    fetch their tokens ahead from a token service on a host of its own (Docker Hub's
+    ``auth.docker.io``). A repository the token does not grant ``pull`` on gets a token of
+    its own, so this only saves requests; 1 asks one token per repository."""
     timeout: float = 10.0
     """Total time budget of one probe (all its requests, retries and waits), in seconds."""
     insecure_registries: frozenset[str] = frozenset()
@@ -436,6 +442,32 @@ class _Slots:
                     fut.set_result(None)
                     return
         self._free += 1
+
+
+@attrs.define(eq=False)
+class _Batcher:
+    """Token fetches made ahead of a registry slot for one token service and ``service``,
+    sent several repositories to a request (:meth:`Prober._batch_loop`)."""
+
+    slots: _Slots
+    allow_http: bool
+    pending: collections.OrderedDict[str, asyncio.Future[_Token | _TokenFailure]] = attrs.Factory(
+        collections.OrderedDict
+    )
+    alone: set[str] = attrs.Factory(set)
+    """Repositories a batch did not grant: fetched one each, as without batching."""
+    prior: dict[str, tuple[ProbeStep, ...]] = attrs.Factory(dict)
+    """The steps of the batch that did not grant a repository (kept as its evidence)."""
+    grants: bool | None = None
+    """Whether batches help with this service (None: not known yet). Learnt from the first
+    wave's own token (fetched alone, inside a registry slot): ``False`` when it is opaque
+    (not a JWT naming what it grants), ``True`` when it grants its repository; else from
+    the first batch, sent alone: ``False`` if it granted nothing (a service that refuses
+    anonymous tokens or grants nothing here), and the rest go one each."""
+    singles: set[asyncio.Future[_Token | _TokenFailure]] = attrs.Factory(set)
+    """Fetches of one repository in flight while :attr:`grants` is unknown."""
+    first: asyncio.Event | None = None
+    loop: asyncio.Future[None] | None = None
 
 
 class _H1AwareConnection(httpcore.AsyncConnectionInterface):
@@ -879,6 +911,8 @@ class Prober:
         self._learned: dict[str, asyncio.Event] = {}
         """registry base URL -> set once its challenge is known or a probe of it has ended."""
         self._realm_slots: dict[str, _Slots] = {}
+        self._batchers: dict[tuple[str, str | None], _Batcher] = {}
+        self._batch_tasks: set[asyncio.Future[None]] = set()
         """token service origin -> token requests in flight ahead of a registry slot."""
         self._resolved: dict[str, str | None] = {}
         self._bases: dict[tuple[str, str], str] = {}
@@ -899,6 +933,7 @@ class Prober:
         """Cancel probes still in flight and close the HTTP client if the prober made it."""
         futures: list[asyncio.Future[Any]] = [*self._inflight.values()]
         futures += self._token_tasks.values()
+        futures += self._batch_tasks
         pending = [f for f in futures if not f.done()]
         for fut in pending:
             fut.cancel()
@@ -1203,9 +1238,20 @@ class Prober:
         shared = fut is not None
         if fut is None:
             slots = self._token_slots(realm, base)
-            fut = asyncio.ensure_future(
-                self._fetch_token(realm, service, repo, allow_http, slots, urgent)
-            )
+            b = None
+            if slots is not None and self.options.token_batch > 1:
+                b = self._batchers.get((realm, service))
+                if b is None:
+                    b = self._batchers[(realm, service)] = _Batcher(slots, allow_http)
+            if b is not None and not urgent:
+                fut = self._batched(realm, service, repo, b)
+            else:
+                fut = asyncio.ensure_future(
+                    self._fetch_token(realm, service, repo, allow_http, slots, urgent)
+                )
+                if b is not None and b.grants is None:
+                    b.singles.add(fut)
+                    fut.add_done_callback(functools.partial(_learn_batching, b, repo))
             self._token_tasks[tkey] = fut
             fut.add_done_callback(lambda _f: self._token_tasks.pop(tkey, None))
         outcome = await asyncio.shield(fut)
@@ -1218,11 +1264,107 @@ class Prober:
         self._tokens[tkey] = outcome
         return outcome, ""
 
+    def _batched(
+        self, realm: str, service: str | None, repo: str, b: _Batcher
+    ) -> asyncio.Future[_Token | _TokenFailure]:
+        """``repo``'s token, fetched with those of other repositories waiting for the same
+        token service (see :class:`_Batcher`)."""
+        fut: asyncio.Future[_Token | _TokenFailure] = asyncio.get_running_loop().create_future()
+        b.pending[repo] = fut
+        self._batch_running(realm, service, b)
+        return fut
+
+    def _batch_running(self, realm: str, service: str | None, b: _Batcher) -> None:
+        if b.loop is None and b.pending:
+            b.loop = asyncio.ensure_future(self._batch_loop(realm, service, b))
+            self._batch_tasks.add(b.loop)
+            b.loop.add_done_callback(self._batch_tasks.discard)
+
+    async def _batch_loop(self, realm: str, service: str | None, b: _Batcher) -> None:
+        """Send ``b``'s waiting fetches as token slots free up: up to ``token_batch``
+        repositories a request, or one (a repository a batch did not grant, or a service
+        whose first batch granted nothing)."""
+        try:
+            while b.pending:
+                if b.first is not None:
+                    await b.first.wait()  # the first batch tells whether batches help here
+                    continue
+                if b.grants is None and b.singles:
+                    # so may the first wave's own tokens, already on their way
+                    await asyncio.wait(list(b.singles), return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                await b.slots.acquire(False)
+                if not b.pending:
+                    b.slots.release()
+                    break
+                repo = next(iter(b.pending))
+                repos = [repo]
+                if repo not in b.alone and b.grants is not False:
+                    for other in b.pending:
+                        if len(repos) == self.options.token_batch:
+                            break
+                        if other != repo and other not in b.alone:
+                            repos.append(other)
+                futs = [b.pending.pop(r) for r in repos]
+                if len(repos) > 1 and b.grants is None:
+                    b.first = asyncio.Event()
+                task = asyncio.ensure_future(self._send_batch(realm, service, b, repos, futs))
+                self._batch_tasks.add(task)
+                task.add_done_callback(self._batch_tasks.discard)
+        finally:
+            b.loop = None
+
+    async def _send_batch(
+        self,
+        realm: str,
+        service: str | None,
+        b: _Batcher,
+        repos: list[str],
+        futs: list[asyncio.Future[_Token | _TokenFailure]],
+    ) -> None:
+        """One token request for ``repos`` (holding a slot of ``b``); each repository the
+        token grants gets it, the others go back to the front of the queue, alone."""
+        try:
+            if len(repos) == 1:
+                out = await self._fetch_token(realm, service, repos[0], b.allow_http, None, False)
+                prior = b.prior.pop(repos[0], ())
+                if prior:
+                    out.steps = prior + out.steps
+                if not futs[0].done():  # (cancelled: the prober is closing)
+                    futs[0].set_result(out)
+                return
+            out = await self._fetch_token(realm, service, repos, b.allow_http, None, False)
+            granted: frozenset[str] = (
+                granted_pulls(out.token) if isinstance(out, _Token) else None
+            ) or frozenset()
+            if b.grants is None:
+                b.grants = bool(granted & set(repos))
+            for repo, fut in reversed(list(zip(repos, futs, strict=True))):
+                if fut.done():
+                    continue
+                if repo in granted:
+                    fut.set_result(out)
+                else:
+                    b.alone.add(repo)
+                    b.prior[repo] = out.steps
+                    b.pending[repo] = fut
+                    b.pending.move_to_end(repo, last=False)
+        except BaseException:
+            for fut in futs:
+                fut.cancel()
+            raise
+        finally:
+            b.slots.release()
+            if len(repos) > 1 and b.first is not None:
+                b.first.set()
+                b.first = None
+            self._batch_running(realm, service, b)
+
     async def _fetch_token(
         self,
         realm: str,
         service: str | None,
-        repo: str,
+        repo: str | list[str],
         allow_http: bool,
         slots: _Slots | None,
         urgent: bool,
@@ -1250,7 +1392,7 @@ class Prober:
         return out
 
     async def _fetch_token_steps(
-        self, ctx: _Ctx, realm: str, service: str | None, repo: str, allow_http: bool
+        self, ctx: _Ctx, realm: str, service: str | None, repo: str | list[str], allow_http: bool
     ) -> _Token | _TokenFailure:
         try:
             check_realm(realm, allow_http=allow_http)
@@ -1268,7 +1410,10 @@ class Prober:
                 )
             )
             return _TokenFailure(Verdict.UNREACHABLE, f"token realm refused: {exc}", ())
-        params: dict[str, str] = {"scope": _scope(repo)}
+        scope: str | list[str] = (
+            _scope(repo) if isinstance(repo, str) else [_scope(r) for r in repo]
+        )
+        params: dict[str, str | list[str]] = {"scope": scope}
         if service is not None:
             params = {"service": service, **params}
         if url.query or url.fragment:
@@ -1276,8 +1421,9 @@ class Prober:
         else:  # the same URL, without copy_merge_params' parse-merge-reparse
             url = _with_query(url, str(httpx.QueryParams(params)))
         try:
+            step = "token" if isinstance(repo, str) else f"token (batch of {len(repo)})"
             resp = await self._exchange(
-                ctx, "token", "GET", url, {"Accept": "application/json"}, read_body=True
+                ctx, step, "GET", url, {"Accept": "application/json"}, read_body=True
             )
         except _Outcome as out:
             return _TokenFailure(out.verdict, f"token endpoint: {out.reason}", ())
@@ -1686,6 +1832,20 @@ class _CoreByteStream(httpx.AsyncByteStream):
 def _host_port(url: httpx.URL) -> tuple[str, int]:
     """``url``'s host and port as httpcore connects to them (the host IDNA-encoded)."""
     return url.raw_host.decode("ascii"), url.port or (443 if url.raw_scheme == b"https" else 80)
+
+
+def _learn_batching(b: _Batcher, repo: str, fut: asyncio.Future[_Token | _TokenFailure]) -> None:
+    """What a token fetched alone says of batching at its service (:attr:`_Batcher.grants`)."""
+    b.singles.discard(fut)
+    if b.grants is not None or fut.cancelled():
+        return
+    out = fut.result()
+    if isinstance(out, _Token):
+        granted = granted_pulls(out.token)
+        if granted is None:
+            b.grants = False
+        elif repo in granted:
+            b.grants = True
 
 
 def _origin(url: httpx.URL) -> str:

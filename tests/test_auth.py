@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 
@@ -15,6 +16,7 @@ from kotsrewrite._auth import (
     RealmRefusedError,
     TokenResponseError,
     check_realm,
+    granted_pulls,
     is_forbidden_address,
     parse_token_response,
     parse_www_authenticate,
@@ -205,3 +207,42 @@ def test_forbidden_addresses() -> None:
     assert is_forbidden_address("127.0.0.1") is None
     assert is_forbidden_address("10.0.0.1") is None
     assert is_forbidden_address("registry.example.com") is None
+
+
+# -- granted_pulls ---------------------------------------------------------------------------------
+
+
+def _jwt(claims: object) -> str:
+    def enc(obj: object) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
+
+    return f"{enc({'alg': 'ES256', 'typ': 'JWT'})}.{enc(claims)}.c2ln"
+
+
+def test_granted_pulls_reads_the_access_claim() -> None:
+    access = [
+        {"type": "repository", "name": "a/b", "actions": ["pull"]},
+        {"type": "repository", "name": "c/d", "actions": []},  # named, but denied
+        {"type": "repository", "name": "e/f", "actions": ["push"]},
+        {"type": "repository", "name": "g/h", "actions": ["*"]},
+        {"type": "registry", "name": "catalog", "actions": ["*"]},
+        {"type": "repository", "name": 5, "actions": ["pull"]},
+        "junk",
+    ]
+    assert granted_pulls(_jwt({"access": access})) == {"a/b", "g/h"}
+    assert granted_pulls(_jwt({"access": []})) == frozenset()
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "opaque-token",  # not a JWT at all (GHCR-style)
+        "a.b",
+        "a.!!!.c",  # payload not base64
+        _jwt(["not", "an", "object"]),
+        _jwt({"sub": "x"}),  # no access claim
+        _jwt({"access": {"type": "repository"}}),
+    ],
+)
+def test_granted_pulls_is_none_for_tokens_it_cannot_read(token: str) -> None:
+    assert granted_pulls(token) is None

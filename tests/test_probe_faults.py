@@ -420,7 +420,8 @@ def test_tokens_are_fetched_ahead_of_the_registry_slot(server) -> None:  # type:
     # their token while they wait for a registry slot (within the token service's own limit),
     # so a registry slot is held for the manifest round trip only, and more than per_registry
     # requests are in flight over the two hosts (in-slot token fetches never exceed 2 in all),
-    # each host within its own limit.
+    # each host within its own limit. The tokens are opaque ("good"), so none is asked for
+    # several repositories at once (a batch would show as a third step).
     reg, gauge = _token_pair(server, same_origin=False)
     results, _ = _probe([f"{reg.host}/app{i}:1" for i in range(16)], per_registry=2)
     assert {r.verdict for r in results} == {Verdict.PUBLIC}
