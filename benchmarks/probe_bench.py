@@ -329,6 +329,8 @@ def run(args: argparse.Namespace) -> int:
         options = ProbeOptions(per_registry=per_registry, ca_file=str(ca_file))
         if args.concurrency:
             options = attrs.evolve(options, concurrency=args.concurrency)
+        if args.token_batch:
+            options = attrs.evolve(options, token_batch=args.token_batch)
         parsed = [ImageRef.parse(r) for r in refs]
         walls: list[float] = []
         cpus: list[float] = []
@@ -344,13 +346,12 @@ def run(args: argparse.Namespace) -> int:
         for _ in range(repeat):
             c0 = time.process_time()
             w0 = time.perf_counter()
-            results = _run_loop(probe(parsed, options), args.loop == "uvloop")
+            results, requests = _run_loop(_probe_counted(parsed, options), args.loop == "uvloop")
             walls.append(time.perf_counter() - w0)
             cpus.append(time.process_time() - c0)
             prober = {ref: r.verdict for ref, r in zip(refs, results, strict=True)}
         helpers_cpu = (_proc_cpu(helper_pids) - helpers0) / repeat
         group_cpu = {g: (_proc_cpu(pids) - group0[g]) / repeat for g, pids in groups.items()}
-        requests = sum(len(r.evidence.steps) for r in results)
         prober_s = statistics.median(walls)
 
         if args.profile:
@@ -500,6 +501,16 @@ def run(args: argparse.Namespace) -> int:
         shutil.rmtree(work, ignore_errors=True)
 
 
+async def _probe_counted(parsed: list[Any], options: Any) -> tuple[list[Any], int]:
+    """``kotsrewrite.probe`` (a fresh prober, closed at the end) and the HTTP requests it
+    sent (a token request made once for several repositories counts once)."""
+    from kotsrewrite._probe import Prober
+
+    async with Prober(options) as prober:
+        results = await prober.probe(parsed)
+    return results, prober.requests
+
+
 def _timeline(
     parsed: list[Any], options: Any, refs: list[str], kind_of: dict[str, str], uv: bool
 ) -> None:
@@ -561,6 +572,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--concurrency", type=int, default=None, help="global limit (ProbeOptions')"
+    )
+    parser.add_argument(
+        "--token-batch",
+        type=int,
+        default=None,
+        help="repositories per token request (ProbeOptions'; 1: one each)",
     )
     parser.add_argument("--repeat", type=int, default=None, help="prober runs (default 3)")
     parser.add_argument(
