@@ -23,7 +23,7 @@ import pytest
 
 from benchmarks._relay import start_relay_thread
 from kotsrewrite import ImageRef, ProbeOptions, Verdict, probe
-from kotsrewrite._probe import _Slots
+from kotsrewrite._probe import _PlainEncoder, _Slots
 from tests import lab
 
 MANIFEST_HEAD = (
@@ -129,8 +129,19 @@ def test_a_burst_to_an_http11_origin_connects_in_parallel(lab_ca: Any, lab_ca_fi
 
 
 def test_a_burst_to_an_http2_origin_shares_one_connection(
-    tls_registry: lab.Registry, lab_ca_file: Any
+    tls_registry: lab.Registry, lab_ca_file: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # ...and once connected, its requests' headers are HPACK-coded without Huffman coding
+    # (which the registry, Go's HTTP/2 server, reads like any other).
+    plain: list[bytes] = []
+    encode = _PlainEncoder.encode
+
+    def counted(self: _PlainEncoder, headers: Any, huffman: bool = True) -> bytes:
+        out = encode(self, headers, huffman)
+        plain.append(out)
+        return out
+
+    monkeypatch.setattr(_PlainEncoder, "encode", counted)
     repos = [f"conn/h2-{i}" for i in range(16)]
     tls_registry.push_many([(r, "1.0") for r in repos])
     port, stop = start_relay_thread("127.0.0.1", tls_registry.port, 5.0)
@@ -141,6 +152,8 @@ def test_a_burst_to_an_http2_origin_shares_one_connection(
         stats = stop()
     assert [r.verdict for r in results] == [Verdict.PUBLIC] * 16
     assert stats.connections == 1
+    assert plain, "no request went out with plain HPACK strings"
+    assert any(b"/v2/conn/h2-" in block for block in plain)  # the path, as it is
 
 
 # -- _Slots -----------------------------------------------------------------------------------
