@@ -939,7 +939,9 @@ class Prober:
         self._learned: dict[str, asyncio.Event] = {}
         """registry base URL -> set once its challenge is known or a probe of it has ended."""
         self._realm_slots: dict[str, _Slots] = {}
-        self._batchers: dict[tuple[str, str | None], _Batcher] = {}
+        self._batchers: dict[tuple[str, str | None, bool], _Batcher] = {}
+        """(realm, service, plain HTTP allowed) -> its batcher (an http realm is allowed only
+        for a registry reached over opted-in plain HTTP: batches never mix the two)."""
         self._batch_tasks: set[asyncio.Future[None]] = set()
         """token service origin -> token requests in flight ahead of a registry slot."""
         self._resolved: dict[str, str | None] = {}
@@ -1268,9 +1270,10 @@ class Prober:
             slots = self._token_slots(realm, base)
             b = None
             if slots is not None and self.options.token_batch > 1:
-                b = self._batchers.get((realm, service))
+                bkey = (realm, service, allow_http)
+                b = self._batchers.get(bkey)
                 if b is None:
-                    b = self._batchers[(realm, service)] = _Batcher(slots, allow_http)
+                    b = self._batchers[bkey] = _Batcher(slots, allow_http)
             if b is not None and not urgent:
                 fut = self._batched(realm, service, repo, b)
             else:
