@@ -1284,7 +1284,7 @@ class Prober:
                     b.singles.add(fut)
                     fut.add_done_callback(functools.partial(_learn_batching, b, repo))
             self._token_tasks[tkey] = fut
-            fut.add_done_callback(lambda _f: self._token_tasks.pop(tkey, None))
+            fut.add_done_callback(functools.partial(self._token_done, tkey))
         outcome = await asyncio.shield(fut)
         if shared:
             ctx.steps.extend(attrs.evolve(s, step="token (shared)") for s in outcome.steps)
@@ -1292,8 +1292,18 @@ class Prober:
             ctx.steps.extend(outcome.steps)
         if isinstance(outcome, _TokenFailure):
             raise _Outcome(outcome.verdict, outcome.reason)
-        self._tokens[tkey] = outcome
         return outcome, ""
+
+    def _token_done(
+        self, tkey: tuple[str, str | None, str], fut: asyncio.Future[_Token | _TokenFailure]
+    ) -> None:
+        """A token fetch ended: cache its token in the same step as the fetch stops being
+        in flight, so no probe in between finds neither and asks again."""
+        self._token_tasks.pop(tkey, None)
+        if not fut.cancelled():
+            out = fut.result()
+            if isinstance(out, _Token):
+                self._tokens[tkey] = out
 
     def _batched(
         self, realm: str, service: str | None, repo: str, b: _Batcher
