@@ -84,7 +84,8 @@ def test_new_connection_pays_one_more_round_trip_for_the_handshake() -> None:
     assert min(without) < rtt + TOLERANCE_S
 
 
-def test_one_megabyte_round_trip_is_intact_and_pipelined() -> None:
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])  # probe_bench runs it on uvloop
+def test_one_megabyte_round_trip_is_intact_and_pipelined(loop: str) -> None:
     payload = os.urandom(1024 * 1024)
 
     async def main() -> tuple[bytes, float, LatencyRelay]:
@@ -101,14 +102,19 @@ def test_one_megabyte_round_trip_is_intact_and_pipelined() -> None:
                 writer.write_eof()
 
             sender = asyncio.create_task(send())
-            received = await reader.read(-1)  # until the echo server closes after our EOF
-            await sender
+            async with asyncio.timeout(10):  # a relay that drops the link would hang here
+                received = await reader.read(-1)  # until the echo server closes after our EOF
+                await sender
             elapsed = time.perf_counter() - start
             writer.close()
             await asyncio.sleep(0)
             return received, elapsed, relay
 
-    received, elapsed, relay = asyncio.run(main())
+    if loop == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        received, elapsed, relay = uvloop.run(main())
+    else:
+        received, elapsed, relay = asyncio.run(main())
     assert received == payload
     assert relay.bytes_to_target == len(payload)
     assert relay.bytes_to_client == len(payload)
