@@ -710,11 +710,14 @@ class _Resp:
     """``scheme://host[:port]`` of :attr:`url`."""
 
 
+_TKey = tuple[str, str | None, str, bool]  # (realm, service, scope, plain-HTTP realm allowed)
+
+
 @attrs.define
 class _Ctx:
     steps: list[ProbeStep]
     deadline: float
-    own_tokens: set[tuple[str, str | None, str]] = attrs.field(factory=set)
+    own_tokens: set[_TKey] = attrs.field(factory=set)
     """Token cache keys this probe fetched itself before taking its registry slot."""
 
     def remaining(self) -> float:
@@ -929,10 +932,8 @@ class Prober:
         self._answered: set[str] = set()
         """Origins that have answered at least once in this run."""
         self._down: dict[str, tuple[str, tuple[ProbeStep, ...]]] = {}
-        self._tokens: dict[tuple[str, str | None, str], _Token] = {}
-        self._token_tasks: dict[
-            tuple[str, str | None, str], asyncio.Future[_Token | _TokenFailure]
-        ] = {}
+        self._tokens: dict[_TKey, _Token] = {}
+        self._token_tasks: dict[_TKey, asyncio.Future[_Token | _TokenFailure]] = {}
         self._inflight: dict[_Key, asyncio.Future[ProbeResult]] = {}
         self._queued: dict[str, int] = {}
         """registry base URL -> probes started on it so far (the first wave is per_registry)."""
@@ -1074,7 +1075,7 @@ class Prober:
                     await self._token(ctx, chal, repo, allow_http, base, urgent=False)
             except _Outcome as out:
                 return out.verdict, out.reason
-            ctx.own_tokens.add((chal[0], chal[1], _scope(repo)))
+            ctx.own_tokens.add((chal[0], chal[1], _scope(repo), allow_http))
         return None
 
     def _token_slots(self, realm: str, base: str) -> _Slots | None:
@@ -1232,7 +1233,7 @@ class Prober:
                     # Expired/revoked token or a moved realm: fetch a fresh one, once.
                     refreshed.add(origin)
                     self._challenges.setdefault(base, {})[origin] = found
-                    self._tokens.pop((found[0], found[1], _scope(repo)), None)
+                    self._tokens.pop((found[0], found[1], _scope(repo), allow_http(origin)), None)
                     tokens[origin], token_note = await self._token(
                         ctx, found, repo, allow_http(origin), base
                     )
@@ -1260,7 +1261,9 @@ class Prober:
         fetched). ``urgent``: the caller holds a registry slot, so its fetch goes ahead of
         the fetches made while waiting for one (:meth:`_token_ahead`)."""
         realm, service = challenge
-        tkey = (realm, service, _scope(repo))
+        # (allow_http too: a token fetched from an http realm for a registry the user opted
+        # into plain HTTP is never handed to an https registry sharing that realm)
+        tkey = (realm, service, _scope(repo), allow_http)
         tok = self._tokens.get(tkey)
         if tok is not None and tok.expires_at - 5.0 > time.monotonic():
             return tok, "" if tkey in ctx.own_tokens else " (cached)"
@@ -1294,9 +1297,7 @@ class Prober:
             raise _Outcome(outcome.verdict, outcome.reason)
         return outcome, ""
 
-    def _token_done(
-        self, tkey: tuple[str, str | None, str], fut: asyncio.Future[_Token | _TokenFailure]
-    ) -> None:
+    def _token_done(self, tkey: _TKey, fut: asyncio.Future[_Token | _TokenFailure]) -> None:
         """A token fetch ended: cache its token in the same step as the fetch stops being
         in flight, so no probe in between finds neither and asks again."""
         self._token_tasks.pop(tkey, None)

@@ -191,6 +191,35 @@ def test_http_realm_allowed_for_an_opted_in_http_registry(netlog: NetLog, server
     assert res.verdict is Verdict.PRIVATE  # the registry keeps answering 401 to the token
 
 
+@pytest.mark.parametrize("http_first", [True, False])
+def test_a_token_from_an_http_realm_is_never_shared_with_an_https_registry(
+    netlog: NetLog, servers: Any, ca: tuple[trustme.CA, Path], http_first: bool
+) -> None:
+    # Two registries, one opted into plain HTTP and one over https, name the same http realm
+    # and probe the same repository in one run: the same (realm, service, scope). The token
+    # the first fetches must not serve the other, in either order.
+    listener = servers(lambda req, sock: sock.sendall(http_response(200, {}, b'{"token":"t"}')))
+    realm = f"http://127.0.0.1:{listener.port}/token"
+    plain = servers(_challenge(realm))
+    secure = servers(_challenge(realm), _tls(ca[0]))
+    refs = [f"{plain.host}/app:1", f"{secure.host}/app:1"]
+    options = ProbeOptions(
+        backoff=0.05,
+        timeout=5.0,
+        ca_file=str(ca[1]),
+        insecure_registries=frozenset({plain.host}),
+    )
+    images = [ImageRef.parse(r) for r in (refs if http_first else refs[::-1])]
+    by = {str(r.image): r for r in asyncio.run(probe(images, options))}
+    over_http, over_https = by[refs[0]], by[refs[1]]
+    assert over_http.verdict is Verdict.PRIVATE  # its registry keeps answering 401
+    assert over_https.verdict is Verdict.UNREACHABLE
+    assert "realm is plain http but the registry was reached over https" in (
+        over_https.evidence.reason
+    )
+    assert len(listener.requests) == 1  # for the plain-HTTP registry only
+
+
 @pytest.mark.parametrize(
     "target",
     [
