@@ -447,11 +447,13 @@ class _Slots:
 
 @attrs.define(eq=False)
 class _Batcher:
-    """Token fetches made ahead of a registry slot for one token service and ``service``,
-    sent several repositories to a request (:meth:`Prober._batch_loop`)."""
+    """Token fetches made ahead of a registry slot for one ``realm`` and ``service``, sent
+    several repositories to a request (:meth:`Prober._batch_loop`)."""
 
-    slots: _Slots
+    realm: str
+    service: str | None
     allow_http: bool
+    slots: _Slots
     pending: collections.OrderedDict[str, asyncio.Future[_Token | _TokenFailure]] = attrs.Factory(
         collections.OrderedDict
     )
@@ -940,11 +942,11 @@ class Prober:
         self._learned: dict[str, asyncio.Event] = {}
         """registry base URL -> set once its challenge is known or a probe of it has ended."""
         self._realm_slots: dict[str, _Slots] = {}
+        """token service origin -> token requests in flight ahead of a registry slot."""
         self._batchers: dict[tuple[str, str | None, bool], _Batcher] = {}
         """(realm, service, plain HTTP allowed) -> its batcher (an http realm is allowed only
         for a registry reached over opted-in plain HTTP: batches never mix the two)."""
         self._batch_tasks: set[asyncio.Future[None]] = set()
-        """token service origin -> token requests in flight ahead of a registry slot."""
         self._resolved: dict[str, str | None] = {}
         self._bases: dict[tuple[str, str], str] = {}
         """(scheme, api host) -> base URL (parsed once per registry, not once per image)."""
@@ -1276,9 +1278,9 @@ class Prober:
                 bkey = (realm, service, allow_http)
                 b = self._batchers.get(bkey)
                 if b is None:
-                    b = self._batchers[bkey] = _Batcher(slots, allow_http)
+                    b = self._batchers[bkey] = _Batcher(realm, service, allow_http, slots)
             if b is not None and not urgent:
-                fut = self._batched(realm, service, repo, b)
+                fut = self._batched(b, repo)
             else:
                 fut = asyncio.ensure_future(
                     self._fetch_token(realm, service, repo, allow_http, slots, urgent)
@@ -1306,23 +1308,21 @@ class Prober:
             if isinstance(out, _Token):
                 self._tokens[tkey] = out
 
-    def _batched(
-        self, realm: str, service: str | None, repo: str, b: _Batcher
-    ) -> asyncio.Future[_Token | _TokenFailure]:
+    def _batched(self, b: _Batcher, repo: str) -> asyncio.Future[_Token | _TokenFailure]:
         """``repo``'s token, fetched with those of other repositories waiting for the same
         token service (see :class:`_Batcher`)."""
         fut: asyncio.Future[_Token | _TokenFailure] = asyncio.get_running_loop().create_future()
         b.pending[repo] = fut
-        self._batch_running(realm, service, b)
+        self._batch_running(b)
         return fut
 
-    def _batch_running(self, realm: str, service: str | None, b: _Batcher) -> None:
+    def _batch_running(self, b: _Batcher) -> None:
         if b.loop is None and b.pending:
-            b.loop = asyncio.ensure_future(self._batch_loop(realm, service, b))
+            b.loop = asyncio.ensure_future(self._batch_loop(b))
             self._batch_tasks.add(b.loop)
             b.loop.add_done_callback(self._batch_tasks.discard)
 
-    async def _batch_loop(self, realm: str, service: str | None, b: _Batcher) -> None:
+    async def _batch_loop(self, b: _Batcher) -> None:
         """Send ``b``'s waiting fetches as token slots free up: up to ``token_batch``
         repositories a request, or one (a repository a batch did not grant, or a service
         whose first batch granted nothing)."""
@@ -1350,32 +1350,27 @@ class Prober:
                 futs = [b.pending.pop(r) for r in repos]
                 if len(repos) > 1 and b.grants is None:
                     b.first = asyncio.Event()
-                task = asyncio.ensure_future(self._send_batch(realm, service, b, repos, futs))
+                task = asyncio.ensure_future(self._send_batch(b, repos, futs))
                 self._batch_tasks.add(task)
                 task.add_done_callback(self._batch_tasks.discard)
         finally:
             b.loop = None
 
     async def _send_batch(
-        self,
-        realm: str,
-        service: str | None,
-        b: _Batcher,
-        repos: list[str],
-        futs: list[asyncio.Future[_Token | _TokenFailure]],
+        self, b: _Batcher, repos: list[str], futs: list[asyncio.Future[_Token | _TokenFailure]]
     ) -> None:
         """One token request for ``repos`` (holding a slot of ``b``); each repository the
         token grants gets it, the others go back to the front of the queue, alone."""
         try:
+            asked = repos[0] if len(repos) == 1 else repos
+            out = await self._fetch_token(b.realm, b.service, asked, b.allow_http, None, False)
             if len(repos) == 1:
-                out = await self._fetch_token(realm, service, repos[0], b.allow_http, None, False)
                 prior = b.prior.pop(repos[0], ())
                 if prior:
                     out.steps = prior + out.steps
                 if not futs[0].done():  # (cancelled: the prober is closing)
                     futs[0].set_result(out)
                 return
-            out = await self._fetch_token(realm, service, repos, b.allow_http, None, False)
             granted: frozenset[str] = (
                 granted_pulls(out.token) if isinstance(out, _Token) else None
             ) or frozenset()
@@ -1400,7 +1395,7 @@ class Prober:
             if len(repos) > 1 and b.first is not None:
                 b.first.set()
                 b.first = None
-            self._batch_running(realm, service, b)
+            self._batch_running(b)
 
     async def _fetch_token(
         self,
