@@ -46,6 +46,7 @@ from ._model import (
     Slot,
     Verdict,
 )
+from ._placement import OnUnplaced, Placement, PlacementNote, SecretPlacement
 from ._plan import (
     Action,
     FieldSpec,
@@ -87,10 +88,13 @@ __all__ = [
     "Limits",
     "Location",
     "OnUnknown",
+    "OnUnplaced",
     "OutputError",
     "Patch",
     "PatchOp",
     "PatchTarget",
+    "Placement",
+    "PlacementNote",
     "Plan",
     "PodSpecSite",
     "PolicyError",
@@ -103,6 +107,7 @@ __all__ = [
     "Resource",
     "RewriteOptions",
     "RewriteResult",
+    "SecretPlacement",
     "Slot",
     "Verdict",
     "VerifyResult",

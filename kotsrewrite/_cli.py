@@ -375,6 +375,13 @@ def _add_plan_options(p: argparse.ArgumentParser, *, namespace_help: str) -> Non
         default=[],
         help="manage a custom image field, e.g. MyApp:spec/image; repeatable",
     )
+    p.add_argument(
+        "--on-unplaced",
+        choices=["warn", "fail"],
+        default="warn",
+        help="a custom resource whose CRD keeps the pull secret nowhere: warn (default) or"
+        " exit 1 (fail)",
+    )
     _add_transport_options(p)
     p.add_argument(
         "--max-file-bytes", type=_positive_int, default=None, metavar="N", help="largest file read"
@@ -452,6 +459,7 @@ def _rewrite_options(args: argparse.Namespace) -> tuple[RewriteOptions, bool]:
         proxy_all=proxy_all,
         on_unknown=OnUnknown(args.on_unknown),
         image_fields=tuple(fields),
+        on_unplaced=args.on_unplaced,
     )
     return options, proxy_all
 

@@ -434,12 +434,17 @@ def _find(base: Base, image_fields: Sequence[ImageField]) -> Inventory:
     warnings: list[str] = []
     namespaces: set[str] = set()
     refs: dict[str, ImageRef] = {}
+    crds: list[Document] = []
+    accounts: list[Document] = []
     for doc in base.documents:
         if doc.namespace:
             namespaces.add(doc.namespace)
         if doc.kind == "Namespace" and doc.name:
             namespaces.add(doc.name)
+        if doc.kind == "ServiceAccount" and doc.group == "":
+            accounts.append(doc)
         if doc.kind == _CRD:
+            crds.append(doc)
             continue
         walk = _Walk(doc, len(resources), image_fields, refs)
         walk.run()
@@ -457,4 +462,6 @@ def _find(base: Base, image_fields: Sequence[ImageField]) -> Inventory:
         resources=tuple(resources),
         namespaces=tuple(sorted(namespaces)),
         warnings=tuple(warnings),
+        crds=tuple(crds),
+        service_accounts=tuple(accounts),
     )

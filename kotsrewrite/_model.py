@@ -211,6 +211,12 @@ class Inventory:
     """Every namespace named in the manifests (``metadata.namespace`` of any object and the
     names of ``Namespace`` objects), sorted; what ``--additional-namespace '*'`` means."""
     warnings: tuple[str, ...] = ()
+    crds: tuple[Document, ...] = ()
+    """``CustomResourceDefinition`` objects of the base (their schemas decide where the pull
+    secret of a custom resource goes)."""
+    service_accounts: tuple[Document, ...] = ()
+    """``ServiceAccount`` objects of the base (a place for the pull secret of a custom
+    resource whose schema keeps none)."""
 
     @property
     def images(self) -> tuple[ImageRef, ...]:

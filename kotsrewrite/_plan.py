@@ -26,8 +26,9 @@ import attrs
 import jsonpatch
 from jsonpointer import JsonPointer, JsonPointerException
 
-from ._errors import InputError
+from ._errors import InputError, PolicyError
 from ._model import (
+    Document,
     Evidence,
     ImageField,
     ImageUse,
@@ -37,6 +38,14 @@ from ._model import (
     ProbeResult,
     Resource,
     Verdict,
+)
+from ._placement import (
+    OnUnplaced,
+    Placement,
+    PlacementNote,
+    Placer,
+    SecretPlacement,
+    list_ops,
 )
 from ._policy import describe_unknown, is_unknown, raise_for_unknown, treat_as_private
 from ._reference import ImageRef
@@ -148,6 +157,9 @@ class RewriteOptions:
     on_unknown: OnUnknown = attrs.field(default=OnUnknown.PRIVATE, converter=OnUnknown)
     image_fields: tuple[ImageField, ...] = attrs.field(default=(), converter=_field_tuple)
     """Custom image fields to manage (``--image-field KIND:PATH``)."""
+    on_unplaced: OnUnplaced = attrs.field(default=OnUnplaced.WARN, converter=OnUnplaced)
+    """A custom resource's PodSpec with no place its CRD keeps for the secret: warn, or fail
+    (:class:`~kotsrewrite.PolicyError`)."""
 
     @property
     def secret_name(self) -> str:
@@ -310,7 +322,15 @@ class Patch:
     """Where the object came from (for the report)."""
     line: int
     resource: int
-    """Index into :attr:`Inventory.resources`."""
+    """Index into :attr:`Inventory.resources`; ``-1`` for a ServiceAccount's patch."""
+    placements: tuple[SecretPlacement, ...] = ()
+    """Which rule placed the secret, per PodSpec served (see :class:`Placement`)."""
+
+    @property
+    def placement(self) -> Placement | None:
+        """The rule of this patch's placements when they all agree (``None`` otherwise)."""
+        rules = {p.placement for p in self.placements}
+        return rules.pop() if len(rules) == 1 else None
 
     def operations(self) -> list[dict[str, Any]]:
         """The operations as JSON data (what ``jsonpatch.apply_patch`` takes)."""
@@ -323,6 +343,7 @@ class Patch:
             "operations": self.operations(),
             "file": self.file,
             "line": self.line,
+            "placements": [p.to_json() for p in self.placements],
         }
 
 
@@ -361,6 +382,11 @@ class Plan:
     """kustomize ``images`` fieldSpecs for uses kustomize does not rewrite by default."""
     unmanaged: tuple[ImageUse, ...] = ()
     warnings: tuple[str, ...] = ()
+    unplaced: tuple[PlacementNote, ...] = ()
+    """PodSpecs of custom resources needing the secret where their CRD keeps none."""
+    unchecked: tuple[PlacementNote, ...] = ()
+    """PodSpecs of custom resources whose CRD is not in the base: secret beside the PodSpec,
+    unchecked."""
 
     @property
     def secret_name(self) -> str:
@@ -450,10 +476,14 @@ def _node_data(node: Any) -> Any:
 
 
 def _object_data(resource: Resource) -> Any:
+    return _node_data_of(resource.document)
+
+
+def _node_data_of(doc: Document) -> Any:
     from . import _manifests
 
     convert = getattr(_manifests, "node_to_data", None)
-    node = resource.document.node
+    node = doc.node
     if convert is not None:
         try:
             return convert(node)
@@ -663,7 +693,15 @@ def build_plan(
                 )
 
     needs_secret = {ref for ref, d in decisions.items() if d.action is not Action.KEEP}
-    patches, namespaces = _patches(inventory, needs_secret, options, warnings)
+    patches, namespaces, unplaced, unchecked = _patches(inventory, needs_secret, options, warnings)
+    if unplaced and options.on_unplaced is OnUnplaced.FAIL:
+        raise PolicyError(
+            f"{len(unplaced)} PodSpec(s) of custom resources have no place for the pull secret"
+            " that the API server keeps: "
+            + "; ".join(f"{u.file}:{u.line}: {u.kind} {u.name} {u.pod_spec}" for u in unplaced),
+            hint="name a ServiceAccount of the base in their serviceAccountName, or add the"
+            " secret to the ServiceAccount their pods run as; --on-unplaced warn goes on",
+        )
     field_specs = sorted(
         {
             FieldSpec(kind=use.location.kind, path=_field_spec_path(use.location.field))
@@ -688,6 +726,8 @@ def build_plan(
         field_specs=tuple(field_specs),
         unmanaged=tuple(inventory.unmanaged),
         warnings=tuple(dict.fromkeys(warnings)),
+        unplaced=tuple(unplaced),
+        unchecked=tuple(unchecked),
     )
 
 
@@ -696,8 +736,10 @@ def _patches(
     needs_secret: set[ImageRef],
     options: RewriteOptions,
     warnings: list[str],
-) -> tuple[list[Patch], set[str]]:
-    """One patch per object with a PodSpec using an image that needs the secret."""
+) -> tuple[list[Patch], set[str], list[PlacementNote], list[PlacementNote]]:
+    """One patch per object with a PodSpec using an image that needs the secret (custom
+    resources: where their CRD keeps it, see :mod:`kotsrewrite._placement`), one per
+    ServiceAccount given the secret; and the unplaced and unchecked PodSpecs."""
     secret = options.secret_name
     pointers: dict[int, set[str]] = defaultdict(set)
     namespaces: set[str] = set()
@@ -710,6 +752,10 @@ def _patches(
             namespaces.add(use.location.namespace)
     patches: list[Patch] = []
     targets = _TargetIndex(inventory)
+    placer = Placer(inventory, options.namespace)
+    unplaced: list[PlacementNote] = []
+    unchecked: list[PlacementNote] = []
+    accounts: dict[int, tuple[Document, list[SecretPlacement]]] = {}
     for index in sorted(pointers):
         resource = inventory.resources[index]
         doc = resource.document
@@ -719,15 +765,65 @@ def _patches(
                 f" target it; add imagePullSecrets: [{{name: {secret}}}] yourself"
             )
             continue
-        sites = {site.pointer: site for site in resource.pod_specs}
         ops: list[PatchOp] = []
-        for pointer in sorted(pointers[index]):
-            site = sites.get(pointer)
-            existing = site.pull_secrets if site is not None else None
-            if existing is None:
-                ops.append(PatchOp(f"{pointer}/imagePullSecrets", [{"name": secret}]))
-            elif secret not in existing:
-                ops.append(PatchOp(f"{pointer}/imagePullSecrets/-", {"name": secret}))
+        placements: list[SecretPlacement] = []
+        parents: list[str] = []
+        if placer.is_custom(doc):
+            placed = placer.place(resource, sorted(pointers[index]), secret)
+            unplaced += placed.unplaced
+            unchecked += placed.unchecked
+            for account, ptr in placed.service_accounts:
+                entry = accounts.setdefault(id(account), (account, []))
+                entry[1].append(
+                    SecretPlacement(
+                        Placement.SERVICE_ACCOUNT,
+                        ptr,
+                        "/imagePullSecrets",
+                        doc.kind,
+                        doc.namespace,
+                        doc.name,
+                    )
+                )
+            data = placed.data if placed.data is not None else _object_data(resource)
+            for parent, (rule, served) in sorted(placed.lists.items()):
+                new = [PatchOp(path, value) for path, value in list_ops(data, parent, secret)]
+                if not new:
+                    continue
+                ops += new
+                parents.append(parent)
+                placements += [
+                    SecretPlacement(
+                        rule,
+                        ptr,
+                        f"{parent}/imagePullSecrets",
+                        doc.kind,
+                        doc.namespace,
+                        doc.name,
+                    )
+                    for ptr in served
+                ]
+        else:
+            sites = {site.pointer: site for site in resource.pod_specs}
+            for pointer in sorted(pointers[index]):
+                site = sites.get(pointer)
+                existing = site.pull_secrets if site is not None else None
+                if existing is None:
+                    ops.append(PatchOp(f"{pointer}/imagePullSecrets", [{"name": secret}]))
+                elif secret not in existing:
+                    ops.append(PatchOp(f"{pointer}/imagePullSecrets/-", {"name": secret}))
+                else:
+                    continue
+                parents.append(pointer)
+                placements.append(
+                    SecretPlacement(
+                        Placement.BESIDE_PODSPEC,
+                        pointer,
+                        f"{pointer}/imagePullSecrets",
+                        doc.kind,
+                        doc.namespace,
+                        doc.name,
+                    )
+                )
         if not ops:
             continue
         patch = Patch(
@@ -736,10 +832,48 @@ def _patches(
             file=doc.file,
             line=doc.line,
             resource=index,
+            placements=tuple(placements),
         )
-        _check_patch(patch, resource, sorted(pointers[index]), secret)
+        _check_patch(patch, resource, parents, secret)
         patches.append(_exact_target(patch, targets, warnings))
-    return patches, namespaces
+    for account, serving in accounts.values():
+        account_patch = _account_patch(account, serving, inventory, secret)
+        if account_patch is not None:
+            patches.append(account_patch)
+    for item in unplaced:
+        warnings.append(
+            f"{item.file}:{item.line}: {item.kind} {item.name} {item.pod_spec}: no place for"
+            f" the pull secret {secret} that the API server keeps ({item.reason}); name a"
+            " ServiceAccount of the base in its serviceAccountName, or add"
+            f" imagePullSecrets: [{{name: {secret}}}] to the ServiceAccount its pods run as"
+        )
+    return patches, namespaces, unplaced, unchecked
+
+
+def _account_patch(
+    account: Document, served: list[SecretPlacement], inventory: Inventory, secret: str
+) -> Patch | None:
+    """The patch adding the secret to a ServiceAccount (``None`` when it already has it)."""
+    data = _node_data_of(account)
+    ops = [PatchOp(path, value) for path, value in list_ops(data, "", secret)]
+    if not ops:
+        return None
+    assert account.name is not None
+    namespace = account.namespace
+    if namespace is None and any(
+        other.name == account.name and other is not account for other in inventory.service_accounts
+    ):
+        namespace = "default"  # kustomize's namespace of an object that names none
+    patch = Patch(
+        target=PatchTarget(account.group, account.version, account.kind, account.name, namespace),
+        ops=tuple(ops),
+        file=account.file,
+        line=account.line,
+        resource=-1,
+        placements=tuple(served),
+    )
+    _check_patch(patch, Resource(document=account, pod_specs=()), [""], secret)
+    return patch
 
 
 @functools.lru_cache(maxsize=4096)
