@@ -33,10 +33,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
+from ruamel.yaml.nodes import MappingNode, ScalarNode
 
 from ._manifests import node_to_data
 from ._model import Document, Inventory, Resource
-from ._schema import Pruner, Schema, crd_names, pruner_for, schema_at
+from ._schema import Pruner, Schema, pruner_for, schema_at
 
 __all__ = [
     "BUILTIN_GROUPS",
@@ -316,6 +317,22 @@ def covering_placement(
     return None
 
 
+def _scalar_at(node: Any, keys: Sequence[str]) -> str | None:
+    """The text of the scalar at ``keys`` under a composed mapping node (no conversion of the
+    rest: CRDs can be megabytes)."""
+    for key in keys:
+        if type(node) is not MappingNode:
+            return None
+        node = next((v for k, v in node.value if k.value == key), None)
+    return str(node.value) if type(node) is ScalarNode else None
+
+
+def _crd_names_of(doc: Document) -> tuple[str, str] | None:
+    group = _scalar_at(doc.node, ("spec", "group"))
+    kind = _scalar_at(doc.node, ("spec", "names", "kind"))
+    return None if group is None or kind is None else (group, kind)
+
+
 def is_custom(doc: Document, crds: Mapping[tuple[str, str], Any]) -> bool:
     """Whether ``doc`` is a custom resource (a CRD in the base defines it, or its group is
     not one of Kubernetes' own)."""
@@ -343,8 +360,7 @@ class Placer:
         self._app_namespace = app_namespace
         self.crds: dict[tuple[str, str], Document] = {}
         for doc in getattr(inventory, "crds", ()):
-            data = node_to_data(doc.node)
-            names = crd_names(data) if isinstance(data, dict) else None
+            names = _crd_names_of(doc)
             if names is not None:
                 self.crds.setdefault(names, doc)
         self._crd_data: dict[tuple[str, str], Any] = {}
