@@ -611,7 +611,9 @@ def _add_verify(sub: argparse._SubParsersAction[_Parser]) -> None:
         description="Build DIR with kubectl kustomize (or kustomize build) and its base the"
         " same way, then check: every image is what the kustomization's images entries make"
         " of the base's, tag and digest intact (others untouched); every PodSpec pulling from"
-        " a host of the pull secret lists the secret exactly once; a pull secret in every"
+        " a host of the pull secret lists the secret exactly once (custom resources whose CRD"
+        " is in the build: the secret survives the CRD's pruning, or the ServiceAccount the"
+        " PodSpec runs as holds it); a pull secret in every"
         " namespace that needs one; each secret a dockerconfigjson with correct auths; the"
         " kots.io/app-slug annotation on every object. Prints one line per problem."
         " Exit 0 ok, 1 problems found, 2 usage.",

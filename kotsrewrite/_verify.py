@@ -11,7 +11,10 @@
   (private renamed to the proxy, public left alone);
 * every PodSpec using an image on a host of the pull secret (the proxy, the Replicated
   registry) lists the secret in ``imagePullSecrets`` exactly once, and no PodSpec lists it
-  twice;
+  twice. A PodSpec of a custom resource whose CRD is in the build is checked on the object as
+  the API server stores it (pruned by the CRD's structural schema): the secret must survive
+  beside it, or in an enclosing object's declared ``imagePullSecrets`` (or its pod
+  template's), or be held by the ServiceAccount it runs as, in its namespace;
 * a pull secret exists in every namespace such a PodSpec runs in (the secret without
   ``metadata.namespace`` serves the app namespace; without a plan or ``namespace`` that is
   the one namespace left without its own secret), and, given a plan, in every namespace the
