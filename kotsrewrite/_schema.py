@@ -188,7 +188,8 @@ def keeps(schema: Schema | None, path: Path) -> bool:
             if seg != "metadata":
                 return True
             rest = path[i + 1 :]
-            return not rest or (isinstance(rest[0], str) and rest[0] in OBJECT_META_FIELDS)
+            # metadata that is not a mapping is left as it is (the API server rejects it).
+            return not rest or not isinstance(rest[0], str) or rest[0] in OBJECT_META_FIELDS
         props = _props(s)
         if seg in props:
             child = props[seg]

@@ -362,3 +362,46 @@ def test_pruner_refusals_and_v1beta1() -> None:
     strict = pruner_for(old, "v1")
     assert isinstance(strict, Pruner) and not strict.keeps(["spec", "b"])
     assert schema_at(A_ONLY, ["spec", "a"]) == {}
+
+
+# --------------------------------------------------------------------------------------------
+# keeps() and prune() agree on arbitrary schemas and objects
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_KEYS = st.sampled_from(["a", "b", "spec", "apiVersion", "kind", "metadata", "name", "labels"])
+
+
+def _schemas() -> st.SearchStrategy[dict[str, Any]]:
+    def extend(children: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[dict[str, Any]]:
+        return st.fixed_dictionaries(
+            {},
+            optional={
+                "properties": st.dictionaries(_KEYS, children, max_size=3),
+                "items": children,
+                "additionalProperties": st.one_of(st.just(True), children),
+                "x-kubernetes-preserve-unknown-fields": st.just(True),
+                "x-kubernetes-embedded-resource": st.just(True),
+                "anyOf": st.lists(children, max_size=1),
+            },
+        )
+
+    return st.recursive(st.just({}), extend, max_leaves=12)
+
+
+_OBJECTS = st.recursive(
+    st.one_of(st.integers(0, 3), st.text("xy", max_size=2), st.none()),
+    lambda children: st.one_of(
+        st.lists(children, max_size=3), st.dictionaries(_KEYS, children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(schema=_schemas(), obj=st.dictionaries(_KEYS, _OBJECTS, max_size=4))
+def test_keeps_agrees_with_prune(schema: dict[str, Any], obj: dict[str, Any]) -> None:
+    pruned = prune(obj, schema)
+    for leaf in _leaves(obj):
+        assert keeps(schema, leaf) == _has(pruned, leaf), (leaf, pruned)
