@@ -524,8 +524,11 @@ def _run_rewrite(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         for patch in result.plan.patches:
             t = patch.target
             ns = f" -n {t.namespace}" if t.namespace else ""
+            rules = ", ".join(sorted({str(p.placement) for p in patch.placements}))
             out.write(
-                f"patch       {t.kind}/{t.name}{ns}: imagePullSecrets += {options.secret_name}\n"
+                f"patch       {t.kind}/{t.name}{ns}: imagePullSecrets += {options.secret_name}"
+                + (f" ({rules})" if rules else "")
+                + "\n"
             )
     if args.report:
         text = dump_report(result.report)

@@ -397,3 +397,16 @@ def test_public_manifests(tmp_path: Path, files: tuple[str, ...], custom: int) -
     checker = _Checker(result.output, result.plan, None, ["kubectl", "kustomize"])
     checker.check_pod_specs(built, SECRET, set(result.plan.options.replicated_hosts))
     assert checker.problems == [] and checker.pod_specs >= custom
+
+
+def test_dry_run_names_the_rule(tmp_path: Path) -> None:
+    base = _copy(tmp_path, "operator-sa", "tekton")
+    out = io.StringIO()
+    argv = ["rewrite", str(base), "--app-slug", SLUG, "--license-id", "LIC-X", "--proxy-all"]
+    assert main([*argv, "--dry-run"], stdout=out, stderr=io.StringIO()) == 0
+    lines = [line for line in out.getvalue().splitlines() if line.startswith("patch ")]
+    assert (
+        f"patch       ServiceAccount/pg-instance -n databases: imagePullSecrets += {SECRET}"
+        " (service-account)" in lines
+    )
+    assert f"patch       TaskRun/unit-tests: imagePullSecrets += {SECRET} (ancestor)" in lines
