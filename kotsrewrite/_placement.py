@@ -225,6 +225,11 @@ def _reachable(data: Any, path: Sequence[str | int]) -> bool:
     is a mapping or absent (absent ones are created)."""
     node = data
     for seg in path:
+        if isinstance(seg, int):
+            if not isinstance(node, list) or seg >= len(node):
+                return False
+            node = node[seg]
+            continue
         if not isinstance(node, dict):
             return False
         node = node.get(seg)
@@ -359,13 +364,13 @@ class Placer:
     def __init__(self, inventory: Inventory, app_namespace: str) -> None:
         self._app_namespace = app_namespace
         self.crds: dict[tuple[str, str], Document] = {}
-        for doc in getattr(inventory, "crds", ()):
+        for doc in inventory.crds:
             names = _crd_names_of(doc)
             if names is not None:
                 self.crds.setdefault(names, doc)
         self._crd_data: dict[tuple[str, str], Any] = {}
         self.service_accounts: dict[tuple[str, str], Document] = {}
-        for doc in getattr(inventory, "service_accounts", ()):
+        for doc in inventory.service_accounts:
             if doc.name:
                 self.service_accounts.setdefault((self.namespace_of(doc), doc.name), doc)
 

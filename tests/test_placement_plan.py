@@ -189,3 +189,60 @@ def test_builtin_kinds_are_never_unchecked(
     assert patch.placement is expected
     assert patch.operations()[0]["path"] == "/spec/pod/imagePullSecrets"
     assert len(plan.unchecked) == int(unchecked)
+
+
+def test_enclosing_list_item_with_declared_field(tmp_path: Path) -> None:
+    """The nearest enclosing object may be an item of a list (spec.instances[1])."""
+    crd = (
+        """\
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: clusters.example.io}
+spec:
+  group: example.io
+  names: {kind: Cluster, plural: clusters}
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec:
+              type: object
+              properties:
+                instances:
+                  type: array
+                  items:
+                    type: object
+                    properties:
+                      imagePullSecrets: %s
+                      pod:
+                        type: object
+                        properties:
+                          containers:
+                            type: array
+                            items: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"""
+    ).replace("%s", DECLARED)
+    cluster = """\
+apiVersion: example.io/v1
+kind: Cluster
+metadata: {name: c}
+spec:
+  instances:
+    - pod:
+        containers: [{name: a, image: docker.io/library/redis:7}]
+    - imagePullSecrets: [{name: vendor}]
+      pod:
+        containers: [{name: b, image: quay.io/acme/b:1}]
+"""
+    plan = _plan(tmp_path, crd, cluster)
+    [patch] = plan.patches
+    assert patch.placement is Placement.ANCESTOR
+    assert patch.operations() == [
+        {"op": "add", "path": "/spec/instances/0/imagePullSecrets", "value": [{"name": SECRET}]},
+        {"op": "add", "path": "/spec/instances/1/imagePullSecrets/-", "value": {"name": SECRET}},
+    ]
