@@ -246,3 +246,31 @@ spec:
         {"op": "add", "path": "/spec/instances/0/imagePullSecrets", "value": [{"name": SECRET}]},
         {"op": "add", "path": "/spec/instances/1/imagePullSecrets/-", "value": {"name": SECRET}},
     ]
+
+
+@pytest.mark.parametrize(("namespace", "ok"), [("apps", True), ("other", False)])
+def test_verify_counts_a_service_account_only_in_the_pods_namespace(
+    tmp_path: Path, namespace: str, ok: bool
+) -> None:
+    """verify's check on built objects: the CR's secret is pruned, its ServiceAccount holds it,
+    but only a ServiceAccount in the CR's namespace serves its pods."""
+    from ruamel.yaml import YAML
+
+    from kotsrewrite._verify import _Checker
+
+    docs = [
+        CRD % UNDECLARED,
+        _runner("  serviceAccountName: sa\n")
+        .replace(
+            "    containers:", "    imagePullSecrets: [{name: acme-registry}]\n    containers:"
+        )
+        .replace("quay.io/acme/runner:1", "proxy.replicated.com/proxy/acme/quay.io/acme/runner:1"),
+        _account("sa", namespace, extra=f"imagePullSecrets: [{{name: {SECRET}}}]\n"),
+    ]
+    built = [YAML(typ="safe", pure=True).load(d) for d in docs]
+    checker = _Checker(tmp_path, None, "apps", ["kubectl", "kustomize"])
+    checker.check_pod_specs(built, SECRET, {"proxy.replicated.com"})
+    problems = [p for p in checker.problems if "does not survive" in p]
+    assert (problems == []) is ok, checker.problems
+    if not ok:
+        assert problems[0].startswith("Runner apps/r spec.pod: pulls proxy.replicated.com/")
