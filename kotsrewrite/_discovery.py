@@ -436,6 +436,7 @@ def _find(base: Base, image_fields: Sequence[ImageField]) -> Inventory:
     refs: dict[str, ImageRef] = {}
     crds: list[Document] = []
     accounts: list[Document] = []
+    field_objects: list[Document] = []
     for doc in base.documents:
         if doc.namespace:
             namespaces.add(doc.namespace)
@@ -454,6 +455,8 @@ def _find(base: Base, image_fields: Sequence[ImageField]) -> Inventory:
             sorted(walk.unmanaged.values(), key=lambda u: (u.location.line, u.location.field))
         )
         warnings.extend(walk.warnings)
+        if any(u.slot is Slot.FIELD and u.pod_spec is None for u in walk.uses):
+            field_objects.append(doc)
         if walk.sites:
             resources.append(Resource(document=doc, pod_specs=tuple(walk.sites)))
     return Inventory(
@@ -464,4 +467,5 @@ def _find(base: Base, image_fields: Sequence[ImageField]) -> Inventory:
         warnings=tuple(warnings),
         crds=tuple(crds),
         service_accounts=tuple(accounts),
+        field_objects=tuple(field_objects),
     )

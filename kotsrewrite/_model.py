@@ -217,6 +217,8 @@ class Inventory:
     service_accounts: tuple[Document, ...] = ()
     """``ServiceAccount`` objects of the base (a place for the pull secret of a custom
     resource whose schema keeps none)."""
+    field_objects: tuple[Document, ...] = ()
+    """Objects holding managed custom image fields outside PodSpecs (``--image-field``)."""
 
     @property
     def images(self) -> tuple[ImageRef, ...]:

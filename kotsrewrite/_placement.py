@@ -21,6 +21,9 @@ CustomResourceDefinition, the secret is placed, in order of preference:
    kubelet gives it to every pod that runs as it;
 4. nowhere: the PodSpec is *unplaced*, reported with a reason.
 
+A managed custom image field (``--image-field``) of a custom resource is served the same way
+from the object holding it, by rules 2 to 4 (that object has no ``imagePullSecrets``).
+
 Built-in kinds (Deployment, Pod, ...) are not custom resources: their secret goes beside the
 PodSpec as always. A custom resource whose CRD is not in the base keeps that placement too
 (``legacy-unchecked``) and is listed as *unchecked*.
@@ -36,7 +39,7 @@ import attrs
 from ruamel.yaml.nodes import MappingNode, ScalarNode
 
 from ._manifests import node_to_data
-from ._model import Document, Inventory, Resource
+from ._model import Document, ImageField, Inventory, Resource
 from ._schema import Pruner, Schema, pruner_for, schema_at
 
 __all__ = [
@@ -112,7 +115,8 @@ class SecretPlacement:
 
     placement: Placement
     pod_spec: str
-    """JSON pointer of the PodSpec within its workload."""
+    """JSON pointer of the PodSpec within its workload (or of the object holding a managed
+    custom image field)."""
     path: str
     """JSON pointer of the ``imagePullSecrets`` list within the patched object."""
     kind: str
@@ -142,7 +146,8 @@ class PlacementNote:
     file: str
     line: int
     pod_spec: str
-    """JSON pointer of the PodSpec within its object."""
+    """JSON pointer of the PodSpec within its object (or of the object holding a managed
+    custom image field)."""
     reason: str
 
     def to_json(self) -> dict[str, Any]:
@@ -361,8 +366,11 @@ class ResourcePlacement:
 class Placer:
     """Decides where the secret goes for the custom resources of one inventory."""
 
-    def __init__(self, inventory: Inventory, app_namespace: str) -> None:
+    def __init__(
+        self, inventory: Inventory, app_namespace: str, image_fields: Sequence[ImageField] = ()
+    ) -> None:
         self._app_namespace = app_namespace
+        self._image_fields = tuple(image_fields)
         self.crds: dict[tuple[str, str], Document] = {}
         for doc in inventory.crds:
             names = _crd_names_of(doc)
@@ -392,21 +400,30 @@ class Placer:
             self._crd_data[key] = node_to_data(crd.node)
         return pruner_for(self._crd_data[key], doc.version)
 
-    def place(self, resource: Resource, pointers: Sequence[str], secret: str) -> ResourcePlacement:
+    def place(
+        self,
+        resource: Resource,
+        pointers: Sequence[str],
+        secret: str,
+        field_images: Mapping[str, int] | None = None,
+    ) -> ResourcePlacement:
         """Where the secret goes for the PodSpecs at ``pointers`` of custom resource
-        ``resource``."""
+        ``resource``, and for the objects holding its managed custom image fields whose
+        image is in ``field_images`` (image -> line): those have no ``imagePullSecrets`` of
+        their own, so only an enclosing object or the ServiceAccount can serve them. Without
+        the CRD such a field gets no secret (as before) and is listed as unchecked."""
         doc = resource.document
-        sites = {site.pointer: site for site in resource.pod_specs}
+        sites = {site.pointer: site.line for site in resource.pod_specs}
         out = ResourcePlacement(lists={}, service_accounts=[], unplaced=[], unchecked=[])
+        images = dict(field_images or {})
 
         def note(ptr: str, reason: str) -> PlacementNote:
-            site = sites.get(ptr)
             return PlacementNote(
                 kind=doc.kind,
                 namespace=doc.namespace,
                 name=doc.name,
                 file=doc.file,
-                line=site.line if site is not None else doc.line,
+                line=sites.get(ptr, doc.line),
                 pod_spec=ptr,
                 reason=reason,
             )
@@ -419,12 +436,23 @@ class Placer:
             for ptr in pointers:
                 out.lists.setdefault(ptr, (Placement.LEGACY_UNCHECKED, []))[1].append(ptr)
                 out.unchecked.append(note(ptr, reason))
+            if images:
+                data = node_to_data(doc.node)
+                anchors = field_anchors(data, doc.kind, self._image_fields, images)
+                for ptr, line in anchors.items():
+                    sites.setdefault(ptr, line)
+                    out.unchecked.append(
+                        note(ptr, f"{reason}: its custom image field gets no pull secret")
+                    )
             return out
         data = node_to_data(doc.node)
         out = attrs.evolve(out, data=data)
-        for ptr in pointers:
+        anchors = field_anchors(data, doc.kind, self._image_fields, images)
+        for ptr, line in anchors.items():
+            sites.setdefault(ptr, line)
+        for ptr in [*pointers, *anchors]:
             path = pointer_path(ptr, data)
-            if pruner.keeps([*path, "imagePullSecrets", 0, "name"]):
+            if ptr not in anchors and pruner.keeps([*path, "imagePullSecrets", 0, "name"]):
                 out.lists.setdefault(ptr, (Placement.BESIDE_PODSPEC, []))[1].append(ptr)
                 continue
             ancestor = next(ancestor_candidates(data, path, pruner), None)
@@ -438,9 +466,10 @@ class Placer:
             if account is not None:
                 out.service_accounts.append((account, ptr))
                 continue
+            what = "the object holding this image field" if ptr in anchors else "this PodSpec"
             why = (
-                f"CustomResourceDefinition {pruner.crd} keeps no imagePullSecrets beside this"
-                " PodSpec nor in an enclosing object"
+                f"CustomResourceDefinition {pruner.crd} keeps no imagePullSecrets beside {what}"
+                " nor in an enclosing object"
             )
             if name is None:
                 why += ", and it names no ServiceAccount"
@@ -448,6 +477,40 @@ class Placer:
                 why += f", and its ServiceAccount {name} is not in the base (namespace {namespace})"
             out.unplaced.append(note(ptr, why))
         return out
+
+
+def field_anchors(
+    data: Any, kind: str, fields: Sequence[ImageField], images: Mapping[str, int]
+) -> dict[str, int]:
+    """Pointers of the objects holding the managed custom image fields (``fields``) of
+    ``data`` whose value is one of ``images`` (image -> line), each with that line."""
+    out: dict[str, int] = {}
+    for field in fields:
+        if field.kind not in ("*", kind):
+            continue
+        for path, value in _follow(data, field.path.split("/"), []):
+            if isinstance(value, str) and value in images and path:
+                out.setdefault(pointer(path[:-1]), images[value])
+    return out
+
+
+def _follow(node: Any, segments: list[str], path: _PathT) -> Iterator[tuple[_PathT, Any]]:
+    """(path, value) along a kustomize field spec path (``spec/steps[]/image``)."""
+    if not segments:
+        yield path, node
+        return
+    if not isinstance(node, dict):
+        return
+    head, rest = segments[0], segments[1:]
+    key = head.removesuffix("[]")
+    if key not in node:
+        return
+    child = node[key]
+    if head.endswith("[]") and isinstance(child, list):
+        for i, item in enumerate(child):
+            yield from _follow(item, rest, [*path, key, i])
+    else:
+        yield from _follow(child, rest, [*path, key])
 
 
 def list_ops(data: Any, parent: str, secret: str) -> list[tuple[str, Any]]:

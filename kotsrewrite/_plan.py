@@ -37,6 +37,7 @@ from ._model import (
     OnUnknown,
     ProbeResult,
     Resource,
+    Slot,
     Verdict,
 )
 from ._placement import (
@@ -743,21 +744,41 @@ def _patches(
     secret = options.secret_name
     pointers: dict[int, set[str]] = defaultdict(set)
     namespaces: set[str] = set()
+    placer = Placer(inventory, options.namespace, options.image_fields)
+    field_docs = {(d.file, d.index, d.item): d for d in inventory.field_objects}
+    fields: dict[int, tuple[Document, dict[str, int]]] = {}
     for use in inventory.uses:
         if use.ref not in needs_secret:
             continue
         if use.resource is not None and use.pod_spec is not None:
             pointers[use.resource].add(use.pod_spec)
+        elif use.slot is Slot.FIELD and use.pod_spec is None:
+            loc = use.location
+            owner = field_docs.get((loc.file, loc.document, loc.item))
+            if owner is not None and placer.is_custom(owner):
+                fields.setdefault(id(owner), (owner, {}))[1].setdefault(use.ref.original, loc.line)
         if use.location.namespace is not None:
             namespaces.add(use.location.namespace)
+    # Work: (resource index or -1, object, PodSpec pointers, custom image fields' images).
+    work: list[tuple[int, Resource, list[str], dict[str, int]]] = [
+        (i, inventory.resources[i], sorted(pointers[i]), {}) for i in sorted(pointers)
+    ]
+    by_doc = {id(inventory.resources[i].document): i for i in range(len(inventory.resources))}
+    for owner, images in fields.values():
+        i = by_doc.get(id(owner))
+        merged = next((w for w in work if w[0] == i), None) if i is not None else None
+        if merged is not None:
+            merged[3].update(images)
+        elif i is not None:
+            work.append((i, inventory.resources[i], [], images))
+        else:
+            work.append((-1, Resource(document=owner, pod_specs=()), [], images))
     patches: list[Patch] = []
     targets = _TargetIndex(inventory)
-    placer = Placer(inventory, options.namespace)
     unplaced: list[PlacementNote] = []
     unchecked: list[PlacementNote] = []
     accounts: dict[int, tuple[Document, list[SecretPlacement]]] = {}
-    for index in sorted(pointers):
-        resource = inventory.resources[index]
+    for index, resource, pod_pointers, field_images in work:
         doc = resource.document
         if doc.name is None:
             warnings.append(
@@ -769,7 +790,7 @@ def _patches(
         placements: list[SecretPlacement] = []
         parents: list[str] = []
         if placer.is_custom(doc):
-            placed = placer.place(resource, sorted(pointers[index]), secret)
+            placed = placer.place(resource, pod_pointers, secret, field_images)
             unplaced += placed.unplaced
             unchecked += placed.unchecked
             for account, ptr in placed.service_accounts:
@@ -804,7 +825,7 @@ def _patches(
                 ]
         else:
             sites = {site.pointer: site for site in resource.pod_specs}
-            for pointer in sorted(pointers[index]):
+            for pointer in pod_pointers:
                 site = sites.get(pointer)
                 existing = site.pull_secrets if site is not None else None
                 if existing is None:

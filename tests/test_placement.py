@@ -141,7 +141,12 @@ def test_argo_workflow_template_gets_secret_in_spec(tmp_path: Path) -> None:
         {"op": "add", "path": "/spec/imagePullSecrets", "value": [{"name": SECRET}]}
     ]
     assert patch.placement is Placement.ANCESTOR
-    assert [p.pod_spec for p in patch.placements] == ["/spec/templates/2/containerSet"]
+    # The PodSpec (containerSet), then the objects holding the managed image fields:
+    assert [p.pod_spec for p in patch.placements] == [
+        "/spec/templates/2/containerSet",
+        "/spec/templates/1/container",
+        "/spec/templates/3/script",
+    ]
     built, stored = _built_and_stored(tmp_path, result)
     _, wf = stored[("WorkflowTemplate", "acme-jobs", "nightly-report")]
     assert wf["spec"]["imagePullSecrets"] == [{"name": SECRET}]
@@ -410,3 +415,59 @@ def test_dry_run_names_the_rule(tmp_path: Path) -> None:
         " (service-account)" in lines
     )
     assert f"patch       TaskRun/unit-tests: imagePullSecrets += {SECRET} (ancestor)" in lines
+
+
+ONLY_CONTAINERS = """\
+apiVersion: argoproj.io/v1alpha1
+kind: WorkflowTemplate
+metadata:
+  name: nightly-report
+  namespace: acme-jobs
+spec:
+  entrypoint: main
+  templates:
+    - name: main
+      steps:
+        - - name: extract
+            template: extract
+        - - name: publish
+            template: publish
+    - name: extract
+      container:
+        image: quay.io/acme/extract:1.4
+    - name: publish
+      script:
+        image: quay.io/acme/publisher:3.1
+        source: print("published")
+"""
+
+
+def test_argo_container_templates_only(tmp_path: Path) -> None:
+    """A WorkflowTemplate of container and script templates only has no PodSpec: the managed
+    image fields (--image-field) still need the secret, and the CRD says where."""
+    base = _copy(tmp_path, "argo-workflows")
+    (base / "argo-workflows-workflowtemplate.yaml").write_text(ONLY_CONTAINERS)
+    result = _rewrite(base, tmp_path, image_fields=[_field(f) for f in ARGO_FIELDS])
+    [patch] = result.plan.patches
+    assert patch.operations() == [
+        {"op": "add", "path": "/spec/imagePullSecrets", "value": [{"name": SECRET}]}
+    ]
+    assert [(p.placement, p.pod_spec) for p in patch.placements] == [
+        (Placement.ANCESTOR, "/spec/templates/1/container"),
+        (Placement.ANCESTOR, "/spec/templates/2/script"),
+    ]
+    _, stored = _built_and_stored(tmp_path, result)
+    _, wf_stored = stored[("WorkflowTemplate", "acme-jobs", "nightly-report")]
+    assert wf_stored["spec"]["imagePullSecrets"] == [{"name": SECRET}]
+    assert wf_stored["spec"]["templates"][1]["container"]["image"].startswith(PROXY)
+
+    # Without the CRD such a field gets no secret, as before, and is listed as unchecked.
+    (base / "argo-workflows-crd.yaml").unlink()
+    (base / "kustomization.yaml").unlink()
+    shutil.rmtree(tmp_path / "mid")
+    result = _rewrite(base, tmp_path, image_fields=[_field(f) for f in ARGO_FIELDS])
+    assert result.plan.patches == ()
+    assert [(u.pod_spec, u.line) for u in result.plan.unchecked] == [
+        ("/spec/templates/1/container", 17),
+        ("/spec/templates/2/script", 20),
+    ]
