@@ -559,7 +559,7 @@ def _add_post_render(sub: argparse._SubParsersAction[_Parser]) -> None:
 def _run_post_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     from ._errors import InputError
-    from ._postrender import dump_documents, post_render
+    from ._postrender import helm_post_render
     from ._report import dump_report, load_known_images
     from ._rewrite import rewrite
 
@@ -582,7 +582,7 @@ def _run_post_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         limits=_load_limits(args),
         stdin=sys.stdin,
     )
-    text = dump_documents(post_render(result.base, result.plan))
+    text = helm_post_render(result.base, result.plan)
     for warning in result.warnings:
         err.write(f"kotsrewrite: warning: {warning}\n")
     if args.report:
