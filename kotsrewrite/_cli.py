@@ -15,7 +15,7 @@ import io
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from ._errors import KotsRewriteError
 from ._plan import RewriteOptions
@@ -737,7 +737,22 @@ def main(
     internal error (a bug: one line asking for a report, the traceback with ``--verbose``);
     2 bad input or usage (one ``kotsrewrite: error:`` line naming the file:line or flag, then
     a ``hint:`` line); 130 interrupted.
+
+    ``post-render`` run by Helm (on the process's own stderr) also copies its messages to
+    Helm's stderr when Helm would swallow them (see ``kotsrewrite._helmio``).
     """
+    if stderr is None:
+        from ._helmio import helm_stderr
+
+        helm = helm_stderr(list(sys.argv[1:] if argv is None else argv), sys.stderr)
+        if helm is not None:
+            code = _main(argv, stdout, cast(TextIO, helm))
+            helm.finish(code)
+            return code
+    return _main(argv, stdout, stderr)
+
+
+def _main(argv: Sequence[str] | None, stdout: TextIO | None, stderr: TextIO | None) -> int:
     out = stdout if stdout is not None else sys.stdout
     err = stderr if stderr is not None else sys.stderr
     parser = build_parser()
