@@ -545,7 +545,9 @@ def _add_post_render(sub: argparse._SubParsersAction[_Parser]) -> None:
         " kustomize would build from the midstream kustomization for them: private images"
         " renamed to the proxy, the pull secret added to their workloads and appended."
         " Use it as: helm install REL CHART --post-renderer kotsrewrite"
-        " --post-renderer-args post-render --post-renderer-args --app-slug=SLUG ...",
+        " --post-renderer-args post-render --post-renderer-args --license=FILE ..."
+        " (Helm 4: after helm plugin install ./helm-plugin from the kotsrewrite repository)."
+        " Messages Helm would drop also go to Helm's stderr.",
     )
     _add_plan_options(
         p, namespace_help="the release namespace (its pull secret has no metadata.namespace)"
