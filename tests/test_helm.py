@@ -11,6 +11,7 @@ Verdicts come from ``known-images.yaml``: no network.
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -206,3 +207,24 @@ def test_warnings_reach_the_person_running_helm(helm: Helm) -> None:
     )
     assert proc.stderr.count(line) == 1, proc.stderr
     assert f"{PROXY}quay.io/acme/web:9.9" in _images(docs)
+
+
+@pytest.mark.parametrize("append", [True, False], ids=["2>>file", "2>file"])
+def test_error_once_and_helm_stderr_intact_in_a_file(
+    helm: Helm, tmp_path: Path, append: bool
+) -> None:
+    """Helm's stderr a regular file: opened for appending, our error is in it exactly once
+    (Helm 3 prints it itself, so it is not copied twice); opened at offset 0, Helm 4 would
+    write over our copy, so none is made and Helm's own error stays whole."""
+    missing = tmp_path / ("x" * 200) / ("y" * 200) / "license.yaml"  # longer than Helm's
+    log = tmp_path / "helm.err"
+    argv = [str(helm.binary), "template", "rel", str(HELM / "acme")]
+    argv += _post_render(f"--license={missing}")
+    with log.open("a" if append else "w") as stderr:
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=stderr, env=helm.env)
+    assert proc.returncode != 0
+    text = log.read_text()
+    ours = f"kotsrewrite: error: {missing}: cannot read"
+    assert text.count(ours) == (1 if append or helm.major == 3 else 0), text
+    assert "Error: error while running post render on files" in text
+    assert text.rstrip().endswith("Use --debug flag to render out invalid YAML"), text
