@@ -343,9 +343,9 @@ def helm_secrets(
 
     An ordinary secret only in a namespace where an object that is not a hook lists it in
     ``imagePullSecrets``, or that ``--additional-namespace`` asks for (``*``: every secret of
-    the plan). Hooks that list
-    it are pointed at :func:`hook_secret_name` instead (changed in place), and their
-    namespaces get that secret as a hook of all their phases, weighted before all of them.
+    the plan). Hooks that list it are pointed at :func:`hook_secret_name` instead (changed
+    in place), and their namespaces get that secret as a hook of all their phases, weighted
+    one below the lowest hook weight of ``objects`` (and below 0), so Helm creates it first.
     """
     name = plan.secret_name
     extra = plan.options.additional_namespaces
