@@ -152,7 +152,7 @@ def _images_table(inventory: Any) -> str:
                 what = f"{loc.field} [field]"
             else:
                 what = (loc.container or "(unnamed)") + _SLOT_MARK.get(str(use.slot), "")
-            rows.append(["  " + f"{loc.file}:{loc.line}", _object_name(loc), what])
+            rows.append(["  " + f"{inventory.shown(loc.file)}:{loc.line}", _object_name(loc), what])
     if rows:
         lines = _table(("IMAGE / WHERE", "OBJECT", "CONTAINER"), rows)
         out.append(lines[0])
@@ -173,7 +173,8 @@ def _images_table(inventory: Any) -> str:
         rows = []
         for use in sorted(inventory.unmanaged, key=lambda u: u.ref.original):
             loc = use.location
-            rows.append([use.ref.original, f"{loc.file}:{loc.line}", _object_name(loc)])
+            where = f"{inventory.shown(loc.file)}:{loc.line}"
+            rows.append([use.ref.original, where, _object_name(loc)])
             rows.append(["  " + loc.field, "", ""])
         out += _table(("IMAGE / FIELD", "WHERE", "OBJECT"), rows)
     return "\n".join(out) + "\n"

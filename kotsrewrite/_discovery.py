@@ -17,7 +17,7 @@ from typing import Any
 
 from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
-from ._errors import InputError, InvalidReferenceError
+from ._errors import InputError, InvalidReferenceError, shown_path
 from ._manifests import scalar_kind
 from ._model import (
     Base,
@@ -134,8 +134,10 @@ class _Walk:
         resource: int,
         fields: Sequence[ImageField],
         refs: dict[str, ImageRef],
+        base_dir: str | None = None,
     ) -> None:
         self.doc = doc
+        self.base_dir = base_dir
         self.refs = refs
         self.resource = resource
         self.fields = fields
@@ -147,6 +149,10 @@ class _Walk:
         self.claimed: set[_PathT] = set()
 
     # -- helpers -------------------------------------------------------------------------
+
+    def _shown(self) -> str:
+        """The document's file as the user can open it, for warnings."""
+        return shown_path(self.base_dir, self.doc.file)
 
     def _location(self, path: _PathT, node: Any, container: str | None) -> Location:
         doc = self.doc
@@ -328,7 +334,7 @@ class _Walk:
                 image = _get(entry, "image")
                 if image is not None and type(image) is not ScalarNode:
                     self.warnings.append(
-                        f"{self.doc.file}:{_line(image)}: {_dotted((*path, i, 'image'))} of"
+                        f"{self._shown()}:{_line(image)}: {_dotted((*path, i, 'image'))} of"
                         f" {self.doc.kind} {self.doc.name or '(unnamed)'} is not a string;"
                         " kustomize's image transformer fails on such an object"
                     )
@@ -353,7 +359,7 @@ class _Walk:
             ref = self.refs.get(node.value) or ImageRef.parse(str(node.value))
         except InvalidReferenceError as exc:
             self.warnings.append(
-                f"{self.doc.file}:{_line(node)}: {_dotted(path)} of {self.doc.kind}"
+                f"{self._shown()}:{_line(node)}: {_dotted(path)} of {self.doc.kind}"
                 f" {self.doc.name or '(unnamed)'} is not an image reference, ignored:"
                 f" {exc.message}"
             )
@@ -422,6 +428,8 @@ def find_images(base: Base, *, image_fields: Sequence[ImageField] = ()) -> Inven
     gc.disable()  # creates no cycles; see load_manifests
     try:
         return _find(base, image_fields)
+    except InputError as exc:
+        raise exc.within(base.base_dir) from None
     finally:
         if enabled:
             gc.enable()
@@ -441,7 +449,7 @@ def _find(base: Base, image_fields: Sequence[ImageField]) -> Inventory:
             namespaces.add(doc.name)
         if doc.kind == _CRD:
             continue
-        walk = _Walk(doc, len(resources), image_fields, refs)
+        walk = _Walk(doc, len(resources), image_fields, refs, base.base_dir)
         walk.run()
         order = sorted(walk.uses, key=lambda u: (u.location.line, u.location.field))
         uses.extend(order)
@@ -457,4 +465,5 @@ def _find(base: Base, image_fields: Sequence[ImageField]) -> Inventory:
         resources=tuple(resources),
         namespaces=tuple(sorted(namespaces)),
         warnings=tuple(warnings),
+        base_dir=base.base_dir,
     )

@@ -35,7 +35,7 @@ from ruamel.yaml.resolver import BaseResolver
 from ruamel.yaml.scanner import ScannerError
 from ruamel.yaml.tag import Tag
 
-from ._errors import InputError
+from ._errors import InputError, shown_path
 from ._model import Base, Document
 
 __all__ = [
@@ -922,9 +922,20 @@ def _load(source: str | os.PathLike[str], limits: Limits, stdin: TextIO | None) 
             root = path
             if _kustomization_file(path) is not None:
                 mode = "kustomize"
-                paths = _kustomize_paths(path, root, limits, loader.yaml)
+                try:
+                    paths = _kustomize_paths(path, root, limits, loader.yaml)
+                except InputError as exc:
+                    raise exc.within(str(source)) from None
             else:
                 mode = "directory"
+                if (path / "Chart.yaml").is_file():
+                    raise InputError(
+                        "a Helm chart, not rendered manifests",
+                        file=shown_path(str(source), "Chart.yaml"),
+                        hint="render it first (helm template RELEASE CHART > rendered.yaml) and"
+                        " give the output, or run kotsrewrite post-render as Helm's"
+                        " --post-renderer",
+                    )
                 paths = _manifest_files(path)
                 if not paths:
                     raise InputError(
@@ -932,12 +943,20 @@ def _load(source: str | os.PathLike[str], limits: Limits, stdin: TextIO | None) 
                         file=str(source),
                         hint="give the directory holding the rendered manifests",
                     )
-            for p in paths:
-                display = _display(p, root.resolve() if mode == "kustomize" else root)
-                loader.add_text(display, _read_file(p, display, limits))
+            try:
+                for p in paths:
+                    display = _display(p, root.resolve() if mode == "kustomize" else root)
+                    loader.add_text(display, _read_file(p, display, limits))
+            except InputError as exc:
+                # Files are named relative to the base; messages name them as the user can
+                # open them from where they ran the command.
+                raise exc.within(str(source)) from None
         elif path.exists():
             root, mode = path.parent, "file"
-            loader.add_text(path.name, _read_file(path, path.name, limits, named=True))
+            try:
+                loader.add_text(path.name, _read_file(path, path.name, limits, named=True))
+            except InputError as exc:
+                raise exc.within(os.path.dirname(str(source))) from None
         else:
             raise InputError(
                 "no such file or directory",

@@ -7,11 +7,13 @@ planner. Everything here is a frozen attrs class or an enum; nothing does I/O.
 from __future__ import annotations
 
 import enum
+import os
 from pathlib import Path
 from typing import Any, Literal
 
 import attrs
 
+from ._errors import shown_path
 from ._reference import ImageRef
 
 __all__ = [
@@ -88,6 +90,21 @@ class Base:
     """Every object, in file order then document order; List items expanded."""
     text: str | None = attrs.field(default=None, repr=False)
     """The text read from stdin (copied into the output); ``None`` otherwise."""
+
+    @property
+    def base_dir(self) -> str | None:
+        """The directory :attr:`files` are relative to, as the user gave it (``None`` for
+        stdin or a file in the current directory)."""
+        if self.mode == "stdin":
+            return None
+        if self.mode == "file":
+            return os.path.dirname(self.source) or None
+        return self.source
+
+    def shown(self, file: str) -> str:
+        """``file`` (a :attr:`Document.file`) as the user can open it from where they ran
+        the command, e.g. ``bad1/backend.yaml``; see :func:`~kotsrewrite.InputError`."""
+        return shown_path(self.base_dir, file)
 
 
 # --------------------------------------------------------------------------------------------
@@ -211,6 +228,12 @@ class Inventory:
     """Every namespace named in the manifests (``metadata.namespace`` of any object and the
     names of ``Namespace`` objects), sorted; what ``--additional-namespace '*'`` means."""
     warnings: tuple[str, ...] = ()
+    base_dir: str | None = None
+    """:attr:`Base.base_dir` of the base searched: messages name files through it."""
+
+    def shown(self, file: str) -> str:
+        """``file`` (a :attr:`Location.file`) as the user can open it (:meth:`Base.shown`)."""
+        return shown_path(self.base_dir, file)
 
     @property
     def images(self) -> tuple[ImageRef, ...]:

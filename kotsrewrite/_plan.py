@@ -592,6 +592,17 @@ def build_plan(
     unknown, and :class:`~kotsrewrite.InputError` when a pull-secret patch cannot apply to its
     object (e.g. ``imagePullSecrets`` is not a list).
     """
+    try:
+        return _build_plan(inventory, results, options)
+    except InputError as exc:
+        raise exc.within(inventory.base_dir) from None
+
+
+def _build_plan(
+    inventory: Inventory,
+    results: Iterable[ProbeResult] | Mapping[ImageRef, ProbeResult],
+    options: RewriteOptions,
+) -> Plan:
     verdicts = _verdict_map(results.values() if isinstance(results, Mapping) else results)
     locations: dict[ImageRef, list[Location]] = defaultdict(list)
     for use in inventory.uses:
@@ -674,7 +685,7 @@ def build_plan(
     secrets = _secrets(inventory, namespaces, options, warnings)
     for use in inventory.unmanaged:
         warnings.append(
-            f"{use.location.file}:{use.location.line}: {use.ref.original} in"
+            f"{inventory.shown(use.location.file)}:{use.location.line}: {use.ref.original} in"
             f" {use.location.kind} {use.location.name} field {use.location.field} is not"
             f" rewritten; manage it with --image-field {use.location.kind}:"
             f"{_field_spec_path(use.location.field)}"
@@ -715,7 +726,8 @@ def _patches(
         doc = resource.document
         if doc.name is None:
             warnings.append(
-                f"{doc.file}:{doc.line}: {doc.kind} has no metadata.name, so no patch can"
+                f"{inventory.shown(doc.file)}:{doc.line}: {doc.kind} has no metadata.name, so no"
+                " patch can"
                 f" target it; add imagePullSecrets: [{{name: {secret}}}] yourself"
             )
             continue
@@ -738,7 +750,7 @@ def _patches(
             resource=index,
         )
         _check_patch(patch, resource, sorted(pointers[index]), secret)
-        patches.append(_exact_target(patch, targets, warnings))
+        patches.append(_exact_target(patch, targets, warnings, inventory))
     return patches, namespaces
 
 
@@ -847,7 +859,9 @@ class _TargetIndex:
         return None
 
 
-def _exact_target(patch: Patch, index: _TargetIndex, warnings: list[str]) -> Patch:
+def _exact_target(
+    patch: Patch, index: _TargetIndex, warnings: list[str], inventory: Inventory
+) -> Patch:
     """Narrow ``patch.target`` until it selects only its own object.
 
     A target without a namespace selects that name in every namespace: for an object without
@@ -867,8 +881,9 @@ def _exact_target(patch: Patch, index: _TargetIndex, warnings: list[str]) -> Pat
     other = index.first_other(target, patch.resource)
     if other is not None:
         warnings.append(
-            f"{patch.file}:{patch.line}: the patch for {target.kind} {patch.target.name} also"
-            f" selects {other.kind} {other.name} ({other.file}:{other.line}): the pull secret"
+            f"{inventory.shown(patch.file)}:{patch.line}: the patch for {target.kind}"
+            f" {patch.target.name} also selects {other.kind} {other.name}"
+            f" ({inventory.shown(other.file)}:{other.line}): the pull secret"
             " may be added to both"
         )
     return attrs.evolve(patch, target=target)

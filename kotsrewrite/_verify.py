@@ -527,7 +527,7 @@ def verify_midstream(
     path = Path(directory)
     if not path.is_dir():
         raise InputError(
-            "not a directory",
+            "not a directory" if path.exists() else "no such directory",
             file=str(directory),
             hint="give the midstream directory written by kotsrewrite rewrite (--out)",
         )

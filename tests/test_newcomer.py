@@ -1,0 +1,149 @@
+"""Messages a newcomer can act on (issue 21): files named as the user can open them from where
+they ran the command, for every command and every kind of error read from a file."""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import pytest
+
+from kotsrewrite._cli import main
+
+SLUG = ["--app-slug", "acme", "--license-id", "lic-123", "--offline"]
+POD = (
+    "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  containers:\n"
+    "  - name: c\n    image: {image}\n"
+)
+
+
+def run(*argv: str, stdin: str = "") -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    saved = sys.stdin
+    sys.stdin = io.StringIO(stdin)
+    try:
+        code = main(list(argv), stdout=out, stderr=err)
+    finally:
+        sys.stdin = saved
+    return code, out.getvalue(), err.getvalue()
+
+
+def first_error(err: str) -> str:
+    first, _, rest = err.partition("\n")
+    assert first.startswith("kotsrewrite: error: "), err
+    assert rest.startswith("hint: "), err
+    return first.removeprefix("kotsrewrite: error: ")
+
+
+@pytest.fixture
+def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A scratch directory that is also the current directory."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _bad1(root: Path) -> None:
+    (root / "bad1").mkdir()
+    (root / "bad1" / "ok.yaml").write_text(POD.format(name="ok", image="nginx:1"))
+    (root / "bad1" / "backend.yaml").write_text(POD.format(name="b", image='"{{ .Values.image }}"'))
+
+
+@pytest.mark.parametrize("typed", ["bad1", "bad1/", "./bad1"])
+@pytest.mark.parametrize("command", ["images", "rewrite"])
+def test_unrendered_template_names_the_file_through_the_base(
+    here: Path, typed: str, command: str
+) -> None:
+    _bad1(here)
+    argv = [command, typed] + (SLUG if command == "rewrite" else [])
+    code, _, err = run(*argv)
+    assert code == 2
+    assert first_error(err).startswith("bad1/backend.yaml:7: unrendered template"), err
+    assert (here / "bad1" / "backend.yaml").is_file()  # the path printed opens
+
+
+def test_an_absolute_base_is_named_absolutely(here: Path) -> None:
+    _bad1(here)
+    code, _, err = run("rewrite", str(here / "bad1"), *SLUG)
+    assert code == 2
+    assert first_error(err).startswith(f"{here}/bad1/backend.yaml:7:"), err
+
+
+def test_yaml_error_invalid_reference_and_a_single_file(here: Path) -> None:
+    (here / "app" / "sub").mkdir(parents=True)
+    (here / "app" / "sub" / "broken.yaml").write_text("apiVersion: v1\nkind: [a\n")
+    code, _, err = run("images", "app")
+    assert code == 2 and first_error(err).startswith("app/sub/broken.yaml:"), err
+    (here / "app" / "sub" / "broken.yaml").write_text(POD.format(name="x", image="Quay.io/A:1"))
+    code, _, err = run("rewrite", "app", *SLUG)
+    assert code == 2
+    assert first_error(err).startswith("app/sub/broken.yaml:7: invalid image reference"), err
+    # A single file in a subdirectory, given by its path.
+    code, _, err = run("rewrite", "app/sub/broken.yaml", *SLUG)
+    assert code == 2 and first_error(err).startswith("app/sub/broken.yaml:7:"), err
+
+
+def test_kustomize_base_errors_name_the_kustomization_and_shared_files(here: Path) -> None:
+    (here / "shared").mkdir()
+    (here / "shared" / "x.yaml").write_text(POD.format(name="x", image="'{{ .T }}'"))
+    (here / "overlay").mkdir()
+    (here / "overlay" / "kustomization.yaml").write_text("resources:\n- ../shared/x.yaml\n")
+    code, _, err = run("images", "overlay")
+    assert code == 2 and first_error(err).startswith("shared/x.yaml:7: unrendered"), err
+    (here / "overlay" / "kustomization.yaml").write_text("resources:\n- missing.yaml\n")
+    code, _, err = run("images", "overlay")
+    assert code == 2
+    assert first_error(err).startswith("overlay/kustomization.yaml:2: resource"), err
+
+
+def test_warnings_and_the_table_name_files_through_the_base(here: Path) -> None:
+    (here / "base").mkdir()
+    (here / "base" / "op.yaml").write_text(
+        "apiVersion: x/v1\nkind: Op\nmetadata: {name: o}\nspec:\n  image: quay.io/a/op:1\n"
+    )
+    (here / "base" / "pod.yaml").write_text(POD.format(name="p", image="nginx:1"))
+    code, out, err = run("images", "base")
+    assert code == 0
+    assert "  base/pod.yaml:7 " in out  # the table
+    assert "base/op.yaml:5" in out  # the unmanaged table
+    code, _, err = run("rewrite", "base", *SLUG, "--dry-run")
+    assert code == 0
+    assert "kotsrewrite: warning: base/op.yaml:5: quay.io/a/op:1 in Op o" in err, err
+
+
+def test_kots_files_and_known_images_are_named_as_typed(here: Path) -> None:
+    _bad1(here)
+    (here / "kots").mkdir()
+    (here / "kots" / "license.yaml").write_text("apiVersion: kots.io/v1beta1\nkind: [\n")
+    code, _, err = run("rewrite", "bad1", "--license", "kots/license.yaml")
+    assert code == 2 and first_error(err).startswith("kots/license.yaml:"), err
+    code, _, err = run("rewrite", "bad1", *SLUG, "--known-images", "kots/absent.yaml")
+    assert code == 2 and first_error(err).startswith("kots/absent.yaml: cannot read"), err
+
+
+def test_post_render_names_stdin(here: Path) -> None:
+    code, out, err = run("post-render", *SLUG, stdin=POD.format(name="p", image="'$(X)'"))
+    assert code == 2 and out == ""
+    assert first_error(err).startswith("<stdin>:7: unrendered template"), err
+
+
+def test_verify_names_the_midstream_as_typed(here: Path) -> None:
+    (here / "mid").mkdir()
+    (here / "mid" / "kustomization.yaml").write_text("- not a mapping\n")
+    code, _, err = run("verify", "mid")
+    assert code == 2 and first_error(err).startswith("mid/kustomization.yaml: "), err
+    code, _, err = run("verify", "nowhere")
+    assert code == 2 and first_error(err) == "nowhere: no such directory", err
+
+
+def test_a_helm_chart_directory_says_to_render_it(here: Path) -> None:
+    (here / "chart" / "templates").mkdir(parents=True)
+    (here / "chart" / "Chart.yaml").write_text("apiVersion: v2\nname: c\nversion: 1.0.0\n")
+    (here / "chart" / "values.yaml").write_text("image: nginx\n")
+    (here / "chart" / "templates" / "pod.yaml").write_text(
+        POD.format(name="{{ .Release.Name }}", image="{{ .Values.image }}")
+    )
+    code, _, err = run("rewrite", "chart", *SLUG)
+    assert code == 2
+    assert first_error(err) == "chart/Chart.yaml: a Helm chart, not rendered manifests", err
+    assert "helm template" in err and "post-render" in err
