@@ -35,8 +35,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_images(sub: argparse._SubParsersAction[_Parser]) -> None:
-    p = sub.add_parser("images", help="list every image and where it is used")
-    p.add_argument("path", help="directory, file, or - for stdin")
+    p = sub.add_parser(
+        "images",
+        help="list every image and where it is used",
+        description="List every image in rendered manifests and where it is used (file:line,"
+        " object, container), then the image fields kotsrewrite finds but does not rewrite"
+        " (with the --image-field that would manage each). Probes nothing, writes nothing.",
+    )
+    p.add_argument("path", help="directory, kustomize base, file, or - for stdin")
     p.add_argument(
         "--format", choices=("table", "json"), default="table", help="output (default: table)"
     )
@@ -45,15 +51,34 @@ def _add_images(sub: argparse._SubParsersAction[_Parser]) -> None:
         action="append",
         default=[],
         metavar="KIND:PATH",
-        help="also manage this field, e.g. MyApp:spec/image or '*:spec/steps[]/image' (repeatable)",
+        help=_IMAGE_FIELD_HELP,
     )
-    p.add_argument(
-        "--max-file-bytes", type=_positive_int, default=None, metavar="N", help="largest file read"
-    )
-    p.add_argument(
-        "--max-documents", type=_positive_int, default=None, metavar="N", help="most documents"
-    )
+    _add_limit_options(p)
     p.set_defaults(run=_run_images)
+
+
+_IMAGE_FIELD_HELP = (
+    "also manage this image field, e.g. MyApp:spec/image, '*:spec/steps[]/image', or as"
+    " warnings print it, ConfigMap:data.image (repeatable; default: none)"
+)
+
+
+def _add_limit_options(p: argparse.ArgumentParser) -> None:
+    """``--max-file-bytes``/``--max-documents`` (their defaults are :class:`Limits`')."""
+    p.add_argument(
+        "--max-file-bytes",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="refuse a file (or stdin) larger than N bytes (default: 67108864, 64 MiB)",
+    )
+    p.add_argument(
+        "--max-documents",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="refuse a base of more than N YAML documents (default: 100000)",
+    )
 
 
 def _positive_int(text: str) -> int:
@@ -208,7 +233,9 @@ def _add_probe(sub: argparse._SubParsersAction[_Parser]) -> None:
         " pulled anonymously; print the verdict (public, private, not_found, rate_limited,"
         " unreachable) with its evidence. Exit 0 even when images are private.",
     )
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument(
+        "images", nargs="+", metavar="IMAGE", help="image reference, e.g. quay.io/acme/api:1.0"
+    )
     p.add_argument(
         "--format", choices=("table", "json"), default="table", help="output (default: table)"
     )
@@ -217,7 +244,8 @@ def _add_probe(sub: argparse._SubParsersAction[_Parser]) -> None:
         "--on-unknown",
         choices=["private", "public", "fail"],
         default="private",
-        help="not_found/rate_limited/unreachable: warn (private, public) or exit 1 (fail)",
+        help="not_found/rate_limited/unreachable: warn (private, public) or exit 1 (fail)"
+        " (default: private)",
     )
     p.set_defaults(run=_run_probe)
 
@@ -229,9 +257,14 @@ def _add_transport_options(p: argparse.ArgumentParser) -> None:
         metavar="HOST",
         action="append",
         default=[],
-        help="reach HOST[:PORT] over plain HTTP (repeatable)",
+        help="reach HOST[:PORT] over plain HTTP (repeatable; default: none, every registry"
+        " over https)",
     )
-    p.add_argument("--ca-file", metavar="FILE", help="extra CA certificates (PEM)")
+    p.add_argument(
+        "--ca-file",
+        metavar="FILE",
+        help="extra CA certificates (PEM) to trust (default: the system's only)",
+    )
     p.add_argument(
         "--concurrency", type=_positive_int, metavar="N", help="probes in flight (default 64)"
     )
@@ -329,8 +362,12 @@ def _run_probe(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def _add_plan_options(p: argparse.ArgumentParser, *, namespace_help: str) -> None:
     """The options that decide the plan, shared by ``rewrite`` and ``post-render``."""
-    p.add_argument("--app-slug", metavar="SLUG", help="app slug (or from --license)")
-    p.add_argument("--license-id", metavar="ID", help="license ID (or from --license)")
+    p.add_argument(
+        "--app-slug", metavar="SLUG", help="app slug (required unless --license gives it)"
+    )
+    p.add_argument(
+        "--license-id", metavar="ID", help="license ID (required unless --license gives it)"
+    )
     p.add_argument("--license", metavar="FILE", help="KOTS License YAML (licenseID, appSlug)")
     p.add_argument(
         "--application",
@@ -343,21 +380,36 @@ def _add_plan_options(p: argparse.ArgumentParser, *, namespace_help: str) -> Non
         metavar="NS",
         action="append",
         default=[],
-        help="also create the pull secret in NS ('*': every namespace seen); repeatable",
+        help="also create the pull secret in NS ('*': every namespace seen); repeatable"
+        " (default: none)",
     )
-    p.add_argument("--proxy-host", metavar="H", default="proxy.replicated.com")
-    p.add_argument("--replicated-registry", metavar="H", default="registry.replicated.com")
+    p.add_argument(
+        "--proxy-host",
+        metavar="H",
+        default="proxy.replicated.com",
+        help="the Replicated proxy, or its custom domain: private images are renamed to"
+        " H/proxy/SLUG/IMAGE (default: proxy.replicated.com)",
+    )
+    p.add_argument(
+        "--replicated-registry",
+        metavar="H",
+        default="registry.replicated.com",
+        help="the Replicated registry, or its custom domain: its images keep their names and"
+        " get the pull secret (default: registry.replicated.com)",
+    )
     p.add_argument(
         "--known-images",
         metavar="FILE",
-        help="KOTS Installation YAML or a kotsrewrite report: verdicts used instead of probing",
+        help="KOTS Installation YAML or a kotsrewrite report: verdicts used instead of probing"
+        " (default: none, every image is probed)",
     )
     p.add_argument(
         "--cache-ttl",
         metavar="SECONDS",
         type=float,
         default=None,
-        help="ignore report verdicts probed longer ago than this",
+        help="with a report as --known-images: ignore verdicts probed longer ago than this"
+        " (default: no limit)",
     )
     p.add_argument("--offline", action="store_true", help="never touch the network")
     p.add_argument(
@@ -374,15 +426,10 @@ def _add_plan_options(p: argparse.ArgumentParser, *, namespace_help: str) -> Non
         metavar="KIND:PATH",
         action="append",
         default=[],
-        help="manage a custom image field, e.g. MyApp:spec/image; repeatable",
+        help=_IMAGE_FIELD_HELP,
     )
     _add_transport_options(p)
-    p.add_argument(
-        "--max-file-bytes", type=_positive_int, default=None, metavar="N", help="largest file read"
-    )
-    p.add_argument(
-        "--max-documents", type=_positive_int, default=None, metavar="N", help="most documents"
-    )
+    _add_limit_options(p)
 
 
 def _add_rewrite(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -393,10 +440,15 @@ def _add_rewrite(sub: argparse._SubParsersAction[_Parser]) -> None:
         " kustomization that pulls private images through the proxy with the license secret.",
     )
     p.add_argument("path", help="directory, kustomize base, file, or - for stdin")
-    _add_plan_options(p, namespace_help="app namespace")
-    p.add_argument("--out", metavar="DIR", help="output directory (default: midstream/ beside)")
+    _add_plan_options(p, namespace_help="app namespace (default: default)")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="output directory (default: midstream/ beside the base directory or file;"
+        " ./midstream for stdin)",
+    )
     p.add_argument("--force", action="store_true", help="replace a directory not written by us")
-    p.add_argument("--report", metavar="FILE|-", help="write the JSON report to FILE or stdout")
+    p.add_argument("--report", metavar="FILE|-", help="write the JSON report to FILE or - (stdout)")
     p.add_argument(
         "--dry-run", action="store_true", help="print the files and the plan; write nothing"
     )
@@ -549,7 +601,9 @@ def _add_post_render(sub: argparse._SubParsersAction[_Parser]) -> None:
         " --post-renderer-args post-render --post-renderer-args --app-slug=SLUG ...",
     )
     _add_plan_options(
-        p, namespace_help="the release namespace (its pull secret has no metadata.namespace)"
+        p,
+        namespace_help="the release namespace (its pull secret has no metadata.namespace;"
+        " default: default)",
     )
     p.add_argument(
         "--report", metavar="FILE", help="write the JSON report to FILE (stdout is the output)"

@@ -3,13 +3,16 @@ they ran the command, for every command and every kind of error read from a file
 
 from __future__ import annotations
 
+import argparse
 import io
+import re
 import sys
 from pathlib import Path
 
 import pytest
 
-from kotsrewrite._cli import main
+from kotsrewrite import Limits, ProbeOptions
+from kotsrewrite._cli import build_parser, main
 
 SLUG = ["--app-slug", "acme", "--license-id", "lic-123", "--offline"]
 POD = (
@@ -147,3 +150,47 @@ def test_a_helm_chart_directory_says_to_render_it(here: Path) -> None:
     assert code == 2
     assert first_error(err) == "chart/Chart.yaml: a Helm chart, not rendered manifests", err
     assert "helm template" in err and "post-render" in err
+
+
+# -- --help: every option says what it does and its default ---------------------------------
+
+
+def _subparsers() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    (sub,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {"": parser, **sub.choices}
+
+
+def _library_defaults() -> dict[str, str]:
+    """Options whose default lives in the library: the help must give that very value."""
+    probe = ProbeOptions()
+    return {
+        "--max-file-bytes": str(Limits().max_file_bytes),
+        "--max-documents": str(Limits().max_documents),
+        "--concurrency": str(probe.concurrency),
+        "--per-registry": str(probe.per_registry),
+        "--timeout": f"{probe.timeout:g}",
+    }
+
+
+@pytest.mark.parametrize("command", ["", "images", "probe", "rewrite", "post-render", "verify"])
+def test_every_option_says_what_it_does_and_its_default(command: str) -> None:
+    parser = _subparsers()[command]
+    assert parser.description, f"{command or 'kotsrewrite'} has no description"
+    library = _library_defaults()
+    checked = 0
+    for action in parser._actions:
+        if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+            continue
+        name = action.option_strings[-1] if action.option_strings else action.dest
+        text = action.help or ""
+        assert text.strip(), f"{command} {name}: no help"
+        default = action.default
+        if name in library:
+            assert re.search(rf"default:? {library[name]}\b", text), (name, text)
+            checked += 1
+        elif default not in (None, False, [], argparse.SUPPRESS):
+            assert "default" in text and str(default) in text, (command, name, text)
+            checked += 1
+    if command in ("rewrite", "post-render"):
+        assert checked >= 9  # namespace, proxy host, registry, on-unknown, limits, transport
