@@ -462,9 +462,10 @@ def _add_rewrite(sub: argparse._SubParsersAction[_Parser]) -> None:
 
 def _rewrite_options(args: argparse.Namespace) -> tuple[RewriteOptions, bool]:
     """RewriteOptions from the flags and the KOTS files; and whether proxy-all is on."""
+    from ._discovery import parse_image_field
     from ._errors import InputError
     from ._kots import read_application, read_license
-    from ._model import ImageField, OnUnknown
+    from ._model import OnUnknown
 
     slug, license_id = args.app_slug, args.license_id
     if args.license:
@@ -485,16 +486,7 @@ def _rewrite_options(args: argparse.Namespace) -> tuple[RewriteOptions, bool]:
         raise InputError(
             "no license ID", file="--license-id", hint="pass --license-id ID or --license FILE"
         )
-    fields = []
-    for spec in args.image_field:
-        kind, sep, path = spec.partition(":")
-        if not sep or not kind or not path or path.startswith("/"):
-            raise InputError(
-                f"invalid image field {spec!r}",
-                file="--image-field",
-                hint="use KIND:PATH with a slash-separated path, e.g. MyApp:spec/image",
-            )
-        fields.append(ImageField(kind=kind, path=path))
+    fields = [parse_image_field(text) for text in args.image_field]
     options = RewriteOptions(
         app_slug=slug,
         license_id=license_id,

@@ -58,19 +58,29 @@ _TEMPLATE = re.compile(r"\{\{|\$\(")
 _PathT = tuple[str | int, ...]
 
 
+_INDEX = re.compile(r"\[\d*\]")
+
+
 def parse_image_field(text: str) -> ImageField:
     """Parse ``KIND:PATH`` (``Tekton:spec/steps[]/image``, ``*:spec/image``).
 
+    The path is slash separated as in kustomize fieldSpecs, or dotted as kotsrewrite prints
+    fields in its warnings and tables (``ConfigMap:data.image``,
+    ``Tekton:spec.steps[0].image``): a path without a slash is read that way, a list index
+    meaning every entry (``steps[]``).
+
     Raises :class:`~kotsrewrite.InputError` naming ``--image-field`` when malformed.
     """
-    kind, sep, path = text.partition(":")
+    kind, sep, path = text.strip().partition(":")
     path = path.strip("/")
-    if not sep or not kind or not path or "//" in path:
+    if "/" not in path:
+        path = _INDEX.sub("[]", path).replace(".", "/")
+    if not sep or not kind or not path or "//" in path or path.startswith("[]"):
         raise InputError(
             f"invalid image field {text!r}",
             file="--image-field",
-            hint="give KIND:PATH with a slash separated path, e.g. MyApp:spec/image or"
-            " '*:spec/steps[]/image'",
+            hint="give KIND:PATH, the path slash separated or dotted, e.g. MyApp:spec/image,"
+            " '*:spec/steps[]/image' or ConfigMap:data.image",
         )
     return ImageField(kind=kind, path=path)
 
@@ -135,8 +145,10 @@ class _Walk:
         fields: Sequence[ImageField],
         refs: dict[str, ImageRef],
         base_dir: str | None = None,
+        matched: set[ImageField] | None = None,
     ) -> None:
         self.doc = doc
+        self.matched: set[ImageField] = matched if matched is not None else set()
         self.base_dir = base_dir
         self.refs = refs
         self.resource = resource
@@ -381,6 +393,8 @@ class _Walk:
             found: list[tuple[_PathT, Any]] = []
             self._follow(self.doc.node, _field_segments(field), (), found)
             for path, node in found:
+                if type(node) is ScalarNode and not _is_null(node):
+                    self.matched.add(field)
                 if path in self.claimed or type(node) is not ScalarNode or _is_null(node):
                     continue
                 self.unmanaged.pop(path, None)
@@ -442,6 +456,7 @@ def _find(base: Base, image_fields: Sequence[ImageField]) -> Inventory:
     warnings: list[str] = []
     namespaces: set[str] = set()
     refs: dict[str, ImageRef] = {}
+    matched: set[ImageField] = set()
     for doc in base.documents:
         if doc.namespace:
             namespaces.add(doc.namespace)
@@ -449,7 +464,7 @@ def _find(base: Base, image_fields: Sequence[ImageField]) -> Inventory:
             namespaces.add(doc.name)
         if doc.kind == _CRD:
             continue
-        walk = _Walk(doc, len(resources), image_fields, refs, base.base_dir)
+        walk = _Walk(doc, len(resources), image_fields, refs, base.base_dir, matched)
         walk.run()
         order = sorted(walk.uses, key=lambda u: (u.location.line, u.location.field))
         uses.extend(order)
@@ -459,6 +474,13 @@ def _find(base: Base, image_fields: Sequence[ImageField]) -> Inventory:
         warnings.extend(walk.warnings)
         if walk.sites:
             resources.append(Resource(document=doc, pod_specs=tuple(walk.sites)))
+    for field in dict.fromkeys(image_fields):
+        if field not in matched:
+            kinds = "object" if field.kind == "*" else field.kind
+            warnings.append(
+                f"image field {field.kind}:{field.path} matches nothing: no {kinds} in the base"
+                f" has a string at {field.path.replace('/', '.')}; check the kind and the path"
+            )
     return Inventory(
         uses=tuple(uses),
         unmanaged=tuple(unmanaged),

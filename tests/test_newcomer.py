@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from kotsrewrite import Limits, ProbeOptions
+from kotsrewrite import ImageField, Limits, ProbeOptions, kustomize_command
 from kotsrewrite._cli import build_parser, main
+from kotsrewrite._discovery import parse_image_field
 
 SLUG = ["--app-slug", "acme", "--license-id", "lic-123", "--offline"]
 POD = (
@@ -194,3 +197,64 @@ def test_every_option_says_what_it_does_and_its_default(command: str) -> None:
             checked += 1
     if command in ("rewrite", "post-render"):
         assert checked >= 9  # namespace, proxy host, registry, on-unknown, limits, transport
+
+
+# -- --image-field as the tool prints fields ---------------------------------------------------
+
+CM = (
+    "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\n"
+    "data:\n  image: quay.io/acme/tool:1.0\n"
+)
+
+
+def test_image_field_in_the_dotted_spelling_the_warning_prints(here: Path) -> None:
+    (here / "base").mkdir()
+    (here / "base" / "cm.yaml").write_text(CM)
+    (here / "base" / "pod.yaml").write_text(POD.format(name="p", image="quay.io/acme/api:1"))
+    code, _, err = run("rewrite", "base", *SLUG, "--out", "mid0")
+    assert code == 0
+    assert "ConfigMap cfg field data.image is not rewritten" in err  # how it names the field
+    # What a user then types: the field as printed, dotted.
+    code, _, err = run(
+        "rewrite", "base", *SLUG, "--out", "mid", "--image-field", "ConfigMap:data.image"
+    )
+    assert code == 0, err
+    assert "not rewritten" not in err and "matches nothing" not in err, err
+    # The real consumer: kustomize renames the ConfigMap's image.
+    built = subprocess.run(
+        [*kustomize_command(), "mid"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "image: proxy.replicated.com/proxy/acme/quay.io/acme/tool:1.0" in built, built
+    code, out, _ = run(
+        "images", "base", "--format", "json", "--image-field", "ConfigMap:data.image"
+    )
+    assert code == 0 and json.loads(out)["unmanaged"] == []
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "path"),
+    [
+        ("ConfigMap:data.image", "ConfigMap", "data/image"),
+        ("Op:spec.steps[0].image", "Op", "spec/steps[]/image"),
+        ("Op:spec.steps[].image", "Op", "spec/steps[]/image"),
+        ("Op:spec/steps[]/image", "Op", "spec/steps[]/image"),
+        ("*:spec/app.image", "*", "spec/app.image"),  # a slash path keeps dotted keys
+    ],
+)
+def test_image_field_spellings(text: str, kind: str, path: str) -> None:
+    assert parse_image_field(text) == ImageField(kind, path)
+
+
+@pytest.mark.parametrize("command", ["images", "rewrite"])
+def test_an_image_field_matching_nothing_is_warned_about(here: Path, command: str) -> None:
+    (here / "base").mkdir()
+    (here / "base" / "cm.yaml").write_text(CM)
+    extra = [*SLUG, "--dry-run"] if command == "rewrite" else []
+    code, _, err = run(command, "base", *extra, "--image-field", "Configmap:data.image")
+    assert code == 0
+    assert (
+        "kotsrewrite: warning: image field Configmap:data/image matches nothing: no Configmap"
+        " in the base has a string at data.image; check the kind and the path"
+    ) in err, err
+    code, _, err = run(command, "base", *extra, "--image-field", "ConfigMap:data.image")
+    assert code == 0 and "matches nothing" not in err, err
