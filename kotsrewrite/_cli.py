@@ -464,18 +464,18 @@ def _rewrite_options(args: argparse.Namespace) -> tuple[RewriteOptions, bool]:
     """RewriteOptions from the flags and the KOTS files; and whether proxy-all is on."""
     from ._discovery import parse_image_field
     from ._errors import InputError
-    from ._kots import read_application, read_license
+    from ._kots import load_application, load_license
     from ._model import OnUnknown
 
     slug, license_id = args.app_slug, args.license_id
     if args.license:
-        lic = read_license(args.license)
+        lic = load_license(args.license)
         slug = slug or lic.app_slug
         license_id = license_id or lic.license_id
     additional = list(args.additional_namespace)
     proxy_all = bool(args.proxy_all)
     if args.application:
-        app = read_application(args.application)
+        app = load_application(args.application)
         additional += [ns for ns in app.additional_namespaces if ns not in additional]
         proxy_all = proxy_all or app.proxy_public_images
     if not slug:

@@ -11,8 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import attrs
 import pytest
 
+import kotsrewrite
 from kotsrewrite import ImageField, Limits, ProbeOptions, kustomize_command
 from kotsrewrite._cli import build_parser, main
 from kotsrewrite._discovery import parse_image_field
@@ -258,3 +260,72 @@ def test_an_image_field_matching_nothing_is_warned_about(here: Path, command: st
     ) in err, err
     code, _, err = run(command, "base", *extra, "--image-field", "ConfigMap:data.image")
     assert code == 0 and "matches nothing" not in err, err
+
+
+# -- load_license / load_application ------------------------------------------------------------
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "acme" / "kots"
+
+
+def test_typed_loaders_are_public_and_read_the_example() -> None:
+    assert {"load_license", "load_application", "KotsLicense", "KotsApplication"} <= set(
+        kotsrewrite.__all__
+    )
+    lic = kotsrewrite.load_license(EXAMPLE / "license.yaml")
+    assert isinstance(lic, kotsrewrite.KotsLicense) and attrs.has(type(lic))
+    assert (lic.app_slug, lic.license_id) == ("acme-platform", "2kQ9fakeLicenseId")
+    assert "2kQ9fakeLicenseId" not in repr(lic)
+    app = kotsrewrite.load_application(EXAMPLE / "application.yaml")
+    assert app == kotsrewrite.KotsApplication(("acme-jobs",), proxy_public_images=False)
+
+
+LICENSE = "apiVersion: kots.io/v1beta1\nkind: License\nmetadata: {name: l}\nspec:\n"
+
+
+@pytest.mark.parametrize(
+    ("loader", "text", "line", "message"),
+    [
+        ("license", LICENSE + "  appSlug: a\n  licenseID: [secret-id]\n", 6, "licenseID is not"),
+        ("license", LICENSE + "  appSlug: {a: 1}\n", 5, "spec.appSlug is not a string"),
+        ("license", LICENSE.replace("License", "Application"), 2, "a KOTS Application, not"),
+        ("license", LICENSE + "  appSlug: [a\n", 6, "YAML error"),
+        ("license", LICENSE.replace("spec:\n", "spec: 3\n"), 4, "License has no spec"),
+        (
+            "application",
+            LICENSE.replace("License", "Application") + "  proxyPublicImages: maybe\n",
+            5,
+            "proxyPublicImages is not true or false",
+        ),
+        (
+            "application",
+            LICENSE.replace("License", "Application") + "  additionalNamespaces: [a, [b]]\n",
+            5,
+            "additionalNamespaces is not a list of strings",
+        ),
+    ],
+)
+def test_loader_errors_name_file_line_and_hint(
+    here: Path, loader: str, text: str, line: int, message: str
+) -> None:
+    (here / "kots").mkdir()
+    (here / "kots" / "f.yaml").write_text(text)
+    load = kotsrewrite.load_license if loader == "license" else kotsrewrite.load_application
+    with pytest.raises(kotsrewrite.InputError) as info:
+        load("kots/f.yaml")
+    exc = info.value
+    assert (exc.file, exc.line) == ("kots/f.yaml", line), repr(exc)
+    assert message in exc.message and exc.hint
+    assert "secret-id" not in str(exc) + repr(exc) + exc.hint
+    # The CLI: the same error, one line, a hint, exit 2.
+    code, _, err = run("rewrite", "-", f"--{loader}", "kots/f.yaml", *SLUG)
+    assert code == 2
+    assert first_error(err) == f"kots/f.yaml:{line}: {exc.message}", err
+
+
+def test_loader_given_a_directory_or_nothing(here: Path) -> None:
+    (here / "kots").mkdir()
+    with pytest.raises(kotsrewrite.InputError, match="a directory, not a file"):
+        kotsrewrite.load_license("kots")
+    with pytest.raises(kotsrewrite.InputError, match="No such file") as info:
+        kotsrewrite.load_application("kots/app.yaml")
+    assert info.value.file == "kots/app.yaml" and info.value.hint
