@@ -296,6 +296,20 @@ def _probe_options(args: argparse.Namespace) -> Any:
     )
 
 
+def _write_cause_hints(evidence: Sequence[Any], err: TextIO) -> None:
+    """One ``hint:`` line per actionable cause the evidence records (e.g. a registry that
+    answered plain HTTP: the flag that reaches it so, named only as a hint)."""
+    from ._model import ProbeCause
+
+    causes = dict.fromkeys(cause for ev in evidence for cause in ev.causes())
+    for cause, host in causes:
+        if cause is ProbeCause.PLAIN_HTTP:
+            err.write(
+                f"hint: {host} answered plain HTTP, not TLS; if that registry is meant to be"
+                f" reached without TLS, pass --insecure-registry {host}\n"
+            )
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -347,6 +361,7 @@ def _run_probe(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             f"kotsrewrite: warning: {r.image.original}: {r.verdict}"
             f" ({how[args.on_unknown]} under --on-unknown {args.on_unknown})\n"
         )
+    _write_cause_hints([r.evidence for r in unknown], err)
     if unknown and args.on_unknown == "fail":
         err.write(
             f"kotsrewrite: error: {len(unknown)} image(s) neither public nor private\n"
@@ -550,6 +565,7 @@ def _run_rewrite(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     )
     for warning in result.warnings:
         err.write(f"kotsrewrite: warning: {warning}\n")
+    _write_cause_hints([d.evidence for d in result.plan.decisions if d.unknown], err)
     if args.dry_run:
         out.write(f"# would write {result.output}\n")
         for name in result.files:
@@ -632,6 +648,7 @@ def _run_post_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     text = dump_documents(post_render(result.base, result.plan))
     for warning in result.warnings:
         err.write(f"kotsrewrite: warning: {warning}\n")
+    _write_cause_hints([d.evidence for d in result.plan.decisions if d.unknown], err)
     if args.report:
         report = {**result.report, "output": None, "files": []}
         _write_report(args.report, dump_report(report))

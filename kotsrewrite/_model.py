@@ -26,6 +26,7 @@ __all__ = [
     "Location",
     "OnUnknown",
     "PodSpecSite",
+    "ProbeCause",
     "ProbeResult",
     "ProbeStep",
     "Resource",
@@ -276,6 +277,15 @@ class OnUnknown(enum.StrEnum):
     """Refuse: exit 1."""
 
 
+class ProbeCause(enum.StrEnum):
+    """A fact about a failed exchange that the user can act on (the CLI turns it into a hint;
+    the library never acts on it by itself)."""
+
+    PLAIN_HTTP = "plain_http"
+    """The server answered the TLS handshake in plain HTTP: the registry serves http only.
+    It is reached that way only when the caller names it insecure; never by itself."""
+
+
 @attrs.frozen
 class ProbeStep:
     """One HTTP exchange (or failed attempt) of a probe. URLs never carry credentials."""
@@ -294,10 +304,19 @@ class ProbeStep:
     attempt: int = 1
     challenge: str | None = None
     """The ``WWW-Authenticate`` header received, if any."""
+    cause: ProbeCause | None = None
+    """What the failure means, when known (e.g. the server speaks plain HTTP)."""
+
+    @property
+    def host(self) -> str:
+        """``host[:port]`` of :attr:`url`."""
+        return self.url.partition("://")[2].partition("/")[0]
 
     def to_json(self) -> dict[str, Any]:
-        """JSON form for reports."""
+        """JSON form for reports (``cause`` only when there is one)."""
+        extra = {"cause": str(self.cause)} if self.cause is not None else {}
         return {
+            **extra,
             "step": self.step,
             "method": self.method,
             "url": self.url,
@@ -322,6 +341,10 @@ class Evidence:
     """``probe``, ``known-images`` (a KOTS Installation or our report), ``skipped``."""
     probed_at: str | None = None
     """ISO 8601 UTC time of the probe (kept in reports used as a cache)."""
+
+    def causes(self) -> tuple[tuple[ProbeCause, str], ...]:
+        """``(cause, host[:port])`` of each step whose failure has a known cause, once each."""
+        return tuple(dict.fromkeys((s.cause, s.host) for s in self.steps if s.cause is not None))
 
     def to_json(self) -> dict[str, Any]:
         """JSON form for reports."""

@@ -18,6 +18,7 @@ import kotsrewrite
 from kotsrewrite import ImageField, Limits, ProbeOptions, kustomize_command
 from kotsrewrite._cli import build_parser, main
 from kotsrewrite._discovery import parse_image_field
+from tests import lab
 
 SLUG = ["--app-slug", "acme", "--license-id", "lic-123", "--offline"]
 POD = (
@@ -329,3 +330,40 @@ def test_loader_given_a_directory_or_nothing(here: Path) -> None:
     with pytest.raises(kotsrewrite.InputError, match="No such file") as info:
         kotsrewrite.load_application("kots/app.yaml")
     assert info.value.file == "kots/app.yaml" and info.value.hint
+
+
+# -- a plain-HTTP registry probed over https -------------------------------------------------
+
+
+@pytest.mark.registry
+def test_plain_http_registry_without_insecure_flag_gets_a_hint_and_no_downgrade(
+    anon_registry: lab.Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = anon_registry.ref("app", "1.0")
+    host = anon_registry.host
+    code, out, err = run("probe", image, "--format", "json")
+    assert code == 0
+    (entry,) = json.loads(out)["images"]
+    assert entry["verdict"] == "unreachable"  # never downgraded to http by itself
+    steps = entry["evidence"]["steps"]
+    assert all(s["url"].startswith("https://") for s in steps), steps
+    assert steps[-1]["cause"] == "plain_http"
+    assert "answered plain HTTP" in entry["evidence"]["reason"]
+    hint = (
+        f"hint: {host} answered plain HTTP, not TLS; if that registry is meant to be reached"
+        f" without TLS, pass --insecure-registry {host}\n"
+    )
+    assert err.count(hint) == 1, err
+    # The library names no flag: the typed cause is what the CLI maps to the hint.
+    (result,) = kotsrewrite.probe_sync([kotsrewrite.parse_image(image)])
+    assert result.evidence.causes() == ((kotsrewrite.ProbeCause.PLAIN_HTTP, host),)
+    assert "--insecure-registry" not in result.evidence.reason
+    # rewrite says the same, once per registry, and the flag then works.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "p.yaml").write_text(POD.format(name="p", image=image))
+    slug = ["--app-slug", "acme", "--license-id", "lic-123"]
+    code, _, err = run("rewrite", "base", *slug, "--dry-run")
+    assert code == 0 and err.count(hint) == 1, err
+    code, out, err = run("probe", image, "--insecure-registry", host)
+    assert code == 0 and out.split()[3] == "public" and "hint:" not in err, (out, err)
