@@ -367,3 +367,70 @@ def test_plain_http_registry_without_insecure_flag_gets_a_hint_and_no_downgrade(
     assert code == 0 and err.count(hint) == 1, err
     code, out, err = run("probe", image, "--insecure-registry", host)
     assert code == 0 and out.split()[3] == "public" and "hint:" not in err, (out, err)
+
+
+# -- scripts/setup on a fresh Debian: python3-venv -------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _shim(bin_dir: Path, name: str, body: str) -> None:
+    path = bin_dir / name
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+
+
+def _ensure_venv(tmp_path: Path, *, venv_ok: bool, apt_fixes: bool) -> tuple[int, str, str]:
+    """Run scripts/ensure-venv with a python3 whose ``-m venv`` fails until "python3-venv" is
+    installed, and an apt-get that records its calls (and installs it when ``apt_fixes``)."""
+    bin_dir, state = tmp_path / "bin", tmp_path / "state"
+    bin_dir.mkdir()
+    state.mkdir()
+    if venv_ok:
+        (state / "installed").touch()
+    _shim(
+        bin_dir,
+        "python3",
+        'if [ "$1" = -m ] && [ "$2" = venv ]; then\n'
+        f"  [ -f {state}/installed ] && exit 0\n"
+        '  echo "ensurepip is not available" >&2; exit 1\nfi\nexit 3\n',
+    )
+    install = f"touch {state}/installed" if apt_fixes else ":"
+    _shim(
+        bin_dir,
+        "apt-get",
+        f'echo "$*" >> {state}/apt.log\ncase "$*" in *install*python3-venv*) {install};; esac\n',
+    )
+    _shim(bin_dir, "sudo", 'exec "$@"\n')
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    proc = subprocess.run(
+        [str(ROOT / "scripts" / "ensure-venv"), "python3"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    log = (state / "apt.log").read_text() if (state / "apt.log").exists() else ""
+    return proc.returncode, log, proc.stderr
+
+
+def test_setup_installs_python3_venv_when_venv_is_missing(tmp_path: Path) -> None:
+    code, apt, err = _ensure_venv(tmp_path, venv_ok=False, apt_fixes=True)
+    assert code == 0, err
+    assert "install -y -qq python3-venv" in apt, apt
+
+
+def test_setup_leaves_a_working_venv_alone(tmp_path: Path) -> None:
+    code, apt, err = _ensure_venv(tmp_path, venv_ok=True, apt_fixes=True)
+    assert code == 0 and apt == "", (apt, err)
+
+
+def test_setup_says_what_to_do_when_python3_venv_does_not_help(tmp_path: Path) -> None:
+    code, apt, err = _ensure_venv(tmp_path, venv_ok=False, apt_fixes=False)
+    assert code == 1 and "python3-venv" in apt
+    assert "still fails after installing python3-venv" in err and "hint:" in err
+
+
+def test_setup_checks_venv_before_creating_dot_venv() -> None:
+    text = (ROOT / "scripts" / "setup").read_text()
+    assert 0 <= text.index("scripts/ensure-venv") < text.index("-m venv .venv")
