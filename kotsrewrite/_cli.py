@@ -337,6 +337,21 @@ def _run_probe(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     options = _probe_options(args)
     with ProbeProgress(refs, err) as progress:
         results = probe_sync(refs, options, on_result=progress)
+    unknown = [r for r in results if not r.verdict.is_known]
+    how = {"private": "treated as private", "public": "left alone", "fail": "refused"}
+    warnings = [
+        {
+            "code": "unknown-verdict",
+            "message": f"{r.image.original}: {r.verdict}"
+            f" ({how[args.on_unknown]} under --on-unknown {args.on_unknown})",
+            "image": r.image.original,
+            "verdict": str(r.verdict),
+            "onUnknown": args.on_unknown,
+            "reason": r.evidence.reason,
+            "causes": [{"cause": str(c), "host": h} for c, h in r.evidence.causes()],
+        }
+        for r in unknown
+    ]
     if args.format == "json":
         doc = {
             "images": [
@@ -346,7 +361,8 @@ def _run_probe(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                     "evidence": r.evidence.to_json(),
                 }
                 for r in results
-            ]
+            ],
+            "warnings": warnings,
         }
         out.write(json.dumps(doc, indent=2) + "\n")
     else:
@@ -354,13 +370,8 @@ def _run_probe(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         out.write(f"{'VERDICT':<13}{'IMAGE':<{width + 2}}REASON\n")
         for r in results:
             out.write(f"{r.verdict!s:<13}{r.image.original:<{width + 2}}{r.evidence.reason}\n")
-    unknown = [r for r in results if not r.verdict.is_known]
-    for r in unknown:
-        how = {"private": "treated as private", "public": "left alone", "fail": "refused"}
-        err.write(
-            f"kotsrewrite: warning: {r.image.original}: {r.verdict}"
-            f" ({how[args.on_unknown]} under --on-unknown {args.on_unknown})\n"
-        )
+    for warning in warnings:
+        err.write(f"kotsrewrite: warning: {warning['message']}\n")
     _write_cause_hints([r.evidence for r in unknown], err)
     if unknown and args.on_unknown == "fail":
         err.write(
@@ -567,17 +578,19 @@ def _run_rewrite(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         err.write(f"kotsrewrite: warning: {warning}\n")
     _write_cause_hints([d.evidence for d in result.plan.decisions if d.unknown], err)
     if args.dry_run:
-        out.write(f"# would write {result.output}\n")
+        # With --report -, stdout carries the JSON report alone: the listing goes to stderr.
+        listing = err if args.report == "-" else out
+        listing.write(f"# would write {result.output}\n")
         for name in result.files:
-            out.write(f"{name}\n")
+            listing.write(f"{name}\n")
         for d in result.plan.decisions:
             verdict = "-" if d.verdict is None else str(d.verdict)
             target = f" -> {d.new_image}" if d.new_name else ""
-            out.write(f"{d.action:<11} {verdict:<12} {d.image.original}{target}\n")
+            listing.write(f"{d.action:<11} {verdict:<12} {d.image.original}{target}\n")
         for patch in result.plan.patches:
             t = patch.target
             ns = f" -n {t.namespace}" if t.namespace else ""
-            out.write(
+            listing.write(
                 f"patch       {t.kind}/{t.name}{ns}: imagePullSecrets += {options.secret_name}\n"
             )
     if args.report:

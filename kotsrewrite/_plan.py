@@ -361,6 +361,12 @@ class Plan:
     """kustomize ``images`` fieldSpecs for uses kustomize does not rewrite by default."""
     unmanaged: tuple[ImageUse, ...] = ()
     warnings: tuple[str, ...] = ()
+    warning_details: tuple[Mapping[str, Any], ...] = attrs.field(default=(), eq=False)
+    """One JSON-ready entry per warning, in the same order (for the report): ``code``
+    (``unknown-verdict``: an image neither proved public nor private, with ``image``,
+    ``verdict``, ``onUnknown``, ``action``, ``reason`` and ``causes``; ``unmanaged-field``:
+    an image field not rewritten, with ``image``, ``location`` and ``imageField``; ``other``),
+    ``message`` (the warning itself) and the facts of that code."""
 
     @property
     def secret_name(self) -> str:
@@ -608,6 +614,7 @@ def _build_plan(
     for use in inventory.uses:
         locations[use.ref].append(use.location)
     warnings: list[str] = list(inventory.warnings)
+    details: dict[str, dict[str, Any]] = {}
     unknown: list[tuple[ImageRef, Verdict | None]] = []
     decisions: dict[ImageRef, ImageDecision] = {}
     for ref in sorted(locations):
@@ -639,10 +646,20 @@ def _build_plan(
             )
         )
         is_unk = is_unknown(verdict)
+        private = treat_as_private(verdict, options.on_unknown)
         if is_unk:
             unknown.append((ref, verdict))
-            warnings.append(describe_unknown(ref, verdict, options.on_unknown))
-        private = treat_as_private(verdict, options.on_unknown)
+            message = describe_unknown(ref, verdict, options.on_unknown)
+            warnings.append(message)
+            details[message] = {
+                "code": "unknown-verdict",
+                "image": ref.original,
+                "verdict": None if verdict is None else str(verdict),
+                "onUnknown": str(options.on_unknown),
+                "action": str(Action.PROXY if private else Action.KEEP),
+                "reason": evidence.reason,
+                "causes": [{"cause": str(c), "host": h} for c, h in evidence.causes()],
+            }
         decisions[ref] = ImageDecision(
             ref,
             verdict,
@@ -684,12 +701,20 @@ def _build_plan(
     )
     secrets = _secrets(inventory, namespaces, options, warnings)
     for use in inventory.unmanaged:
-        warnings.append(
+        image_field = f"{use.location.kind}:{_field_spec_path(use.location.field)}"
+        message = (
             f"{inventory.shown(use.location.file)}:{use.location.line}: {use.ref.original} in"
             f" {use.location.kind} {use.location.name} field {use.location.field} is not"
-            f" rewritten; manage it with --image-field {use.location.kind}:"
-            f"{_field_spec_path(use.location.field)}"
+            f" rewritten; manage it with --image-field {image_field}"
         )
+        warnings.append(message)
+        details[message] = {
+            "code": "unmanaged-field",
+            "image": use.ref.original,
+            "location": use.location.to_json(),
+            "imageField": image_field,
+        }
+    final = tuple(dict.fromkeys(warnings))
     return Plan(
         options=options,
         decisions=tuple(decisions[ref] for ref in sorted(decisions)),
@@ -698,7 +723,11 @@ def _build_plan(
         secrets=tuple(secrets),
         field_specs=tuple(field_specs),
         unmanaged=tuple(inventory.unmanaged),
-        warnings=tuple(dict.fromkeys(warnings)),
+        warnings=final,
+        warning_details=tuple(
+            {"code": details.get(w, {}).get("code", "other"), "message": w, **details.get(w, {})}
+            for w in final
+        ),
     )
 
 

@@ -349,6 +349,10 @@ def test_plain_http_registry_without_insecure_flag_gets_a_hint_and_no_downgrade(
     assert all(s["url"].startswith("https://") for s in steps), steps
     assert steps[-1]["cause"] == "plain_http"
     assert "answered plain HTTP" in entry["evidence"]["reason"]
+    (warning,) = json.loads(out)["warnings"]  # probe's JSON records the warning too
+    assert warning["code"] == "unknown-verdict" and warning["image"] == image
+    assert warning["causes"] == [{"cause": "plain_http", "host": host}]
+    assert f"kotsrewrite: warning: {warning['message']}\n" in err
     hint = (
         f"hint: {host} answered plain HTTP, not TLS; if that registry is meant to be reached"
         f" without TLS, pass --insecure-registry {host}\n"
@@ -363,8 +367,10 @@ def test_plain_http_registry_without_insecure_flag_gets_a_hint_and_no_downgrade(
     (tmp_path / "base").mkdir()
     (tmp_path / "base" / "p.yaml").write_text(POD.format(name="p", image=image))
     slug = ["--app-slug", "acme", "--license-id", "lic-123"]
-    code, _, err = run("rewrite", "base", *slug, "--dry-run")
+    code, out, err = run("rewrite", "base", *slug, "--dry-run", "--report", "-")
     assert code == 0 and err.count(hint) == 1, err
+    (detail,) = json.loads(out)["warningDetails"]
+    assert detail["causes"] == [{"cause": "plain_http", "host": host}]
     code, out, err = run("probe", image, "--insecure-registry", host)
     assert code == 0 and out.split()[3] == "public" and "hint:" not in err, (out, err)
 
@@ -434,3 +440,63 @@ def test_setup_says_what_to_do_when_python3_venv_does_not_help(tmp_path: Path) -
 def test_setup_checks_venv_before_creating_dot_venv() -> None:
     text = (ROOT / "scripts" / "setup").read_text()
     assert 0 <= text.index("scripts/ensure-venv") < text.index("-m venv .venv")
+
+
+# -- warnings recorded in the JSON outputs ---------------------------------------------------
+
+
+def _warned(err: str) -> list[str]:
+    return [
+        line.removeprefix("kotsrewrite: warning: ")
+        for line in err.splitlines()
+        if "warning:" in line
+    ]
+
+
+def test_report_records_every_warning_structured(here: Path) -> None:
+    (here / "base").mkdir()
+    (here / "base" / "cm.yaml").write_text(CM)
+    (here / "base" / "pod.yaml").write_text(POD.format(name="p", image="quay.io/acme/api:1"))
+    code, _, err = run("rewrite", "base", *SLUG, "--report", "report.json")
+    assert code == 0
+    report = json.loads((here / "report.json").read_text())
+    printed = _warned(err)
+    assert len(printed) == 2
+    assert report["warnings"] == printed  # unchanged: the lines stderr shows
+    details = report["warningDetails"]
+    assert [d["message"] for d in details] == printed
+    unknown, unmanaged = details
+    assert unknown == {
+        "code": "unknown-verdict",
+        "message": printed[0],
+        "image": "quay.io/acme/api:1",
+        "verdict": None,
+        "onUnknown": "private",
+        "action": "proxy",
+        "reason": "no verdict: not probed (offline) and not in the known images",
+        "causes": [],
+    }
+    assert unmanaged["code"] == "unmanaged-field"
+    assert unmanaged["imageField"] == "ConfigMap:data/image"
+    assert (unmanaged["location"]["file"], unmanaged["location"]["line"]) == ("cm.yaml", 5)
+    # The same with stderr hidden (--quiet): nothing printed, all recorded.
+    code, _, err = run("rewrite", "base", *SLUG, "--report", "quiet.json", "--quiet")
+    assert code == 0 and err == ""
+    assert json.loads((here / "quiet.json").read_text())["warningDetails"] == details
+
+
+def test_post_render_report_records_warnings(here: Path) -> None:
+    pod = POD.format(name="p", image="quay.io/acme/api:1")
+    code, out, err = run("post-render", *SLUG, "--report", "r.json", "--quiet", stdin=pod)
+    assert code == 0 and err == "" and "proxy.replicated.com/proxy/acme" in out
+    (entry,) = json.loads((here / "r.json").read_text())["warningDetails"]
+    assert entry["code"] == "unknown-verdict" and entry["image"] == "quay.io/acme/api:1"
+
+
+def test_dry_run_with_report_on_stdout_is_json_alone(here: Path) -> None:
+    (here / "base").mkdir()
+    (here / "base" / "pod.yaml").write_text(POD.format(name="p", image="quay.io/acme/api:1"))
+    code, out, err = run("rewrite", "base", *SLUG, "--dry-run", "--report", "-")
+    assert code == 0
+    assert json.loads(out)["dryRun"] is True  # stdout parses: the listing went to stderr
+    assert "# would write" in err and "proxy       -" in err
