@@ -27,7 +27,31 @@ class _Parser(argparse.ArgumentParser):
     """argparse that exits 2 with a one-line reason and a hint on usage errors."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\nhint: run '{self.prog} --help'\n")
+        hint = f"run '{self.prog} --help'"
+        guess = self._guess(message)
+        if guess:
+            hint = f"did you mean {guess}? ({hint})"
+        self.exit(2, f"{self.prog}: error: {message}\nhint: {hint}\n")
+
+    def _guess(self, message: str) -> str | None:
+        """The option or choice closest to a mistyped one in ``message``, if any is close."""
+        import difflib
+        import re
+
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice:
+            options: list[str] = re.findall(r"'([^']*)'", choice.group(2))
+            found = difflib.get_close_matches(choice.group(1), options, n=1, cutoff=0.6)
+            return found[0] if found else None
+        if message.startswith("unrecognized arguments:"):
+            known = [o for o in self._option_string_actions if o.startswith("--")]
+            for token in message.partition(":")[2].split():
+                if token.startswith("--"):
+                    name = token.partition("=")[0]
+                    found = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+                    if found:
+                        return found[0]
+        return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -432,7 +456,7 @@ def _add_plan_options(p: argparse.ArgumentParser, *, namespace_help: str) -> Non
     p.add_argument(
         "--cache-ttl",
         metavar="SECONDS",
-        type=float,
+        type=_positive_float,
         default=None,
         help="with a report as --known-images: ignore verdicts probed longer ago than this"
         " (default: no limit)",

@@ -89,7 +89,7 @@ def _spec(path: str | os.PathLike[str], kind: str, what: str) -> dict[str, Any]:
         other = next((d for d in kots if isinstance(d.get("kind"), str)), None)
         if other is not None:
             raise InputError(
-                f"a KOTS {other['kind']}, not a {kind}",
+                f"a KOTS {other['kind']}, not {'an' if kind[0] in 'AEIOU' else 'a'} {kind}",
                 file=name,
                 line=_line_of(other, "kind"),
                 hint=f"give the KOTS {kind} YAML (kind: {kind}) here",

@@ -500,3 +500,52 @@ def test_dry_run_with_report_on_stdout_is_json_alone(here: Path) -> None:
     assert code == 0
     assert json.loads(out)["dryRun"] is True  # stdout parses: the listing went to stderr
     assert "# would write" in err and "proxy       -" in err
+
+
+# -- what a newcomer types wrong ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["rewrite", "x", "--licence-id", "b"], "did you mean --license-id?"),
+        (["imagse", "x"], "did you mean images?"),
+        (["rewrite", "x", "--on-unknown", "privat"], "did you mean private?"),
+        (["images", "x", "--max-files-bytes=3"], "did you mean --max-file-bytes?"),
+    ],
+)
+def test_a_typo_gets_the_closest_option(argv: list[str], hint: str) -> None:
+    code, out, err = run(*argv)
+    assert code == 2 and out == ""
+    first, _, rest = err.partition("\n")
+    assert first.startswith("kotsrewrite") and ": error: " in first, err
+    assert rest.startswith(f"hint: {hint} (run 'kotsrewrite"), err
+
+
+def test_an_unknown_option_with_nothing_close_keeps_the_plain_hint() -> None:
+    code, _, err = run("rewrite", "x", "--frobnicate")
+    assert code == 2 and err.endswith("hint: run 'kotsrewrite rewrite --help'\n"), err
+
+
+def test_out_inside_the_base_is_refused_and_nothing_written(here: Path) -> None:
+    (here / "base").mkdir()
+    (here / "base" / "pod.yaml").write_text(POD.format(name="p", image="nginx:1"))
+    code, _, err = run("rewrite", "base", *SLUG, "--out", "base/mid")
+    assert code == 2
+    assert first_error(err).startswith("base/mid: inside the base directory base"), err
+    assert sorted(p.name for p in (here / "base").iterdir()) == ["pod.yaml"]
+    # A single file: the midstream beside it is the default, and fine.
+    code, _, err = run("rewrite", "base/pod.yaml", *SLUG)
+    assert code == 0, err
+
+
+def test_license_and_application_swapped(here: Path) -> None:
+    code, _, err = run("rewrite", "-", "--license", str(EXAMPLE / "application.yaml"), *SLUG)
+    assert code == 2 and "a KOTS Application, not a License" in err
+    code, _, err = run("rewrite", "-", "--application", str(EXAMPLE / "license.yaml"), *SLUG)
+    assert code == 2 and "a KOTS License, not an Application" in err
+
+
+def test_cache_ttl_must_be_positive() -> None:
+    code, _, err = run("rewrite", "x", *SLUG, "--cache-ttl", "-5")
+    assert code == 2 and "--cache-ttl: must be positive" in err, err
