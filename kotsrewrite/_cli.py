@@ -105,6 +105,18 @@ def _add_limit_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _stdin_not_a_terminal(path: str, example: str) -> None:
+    """Refuse to wait for manifests typed at a terminal: say how to pipe them in."""
+    if path == "-" and sys.stdin is not None and sys.stdin.isatty():
+        from ._errors import InputError
+
+        raise InputError(
+            "reads manifests from stdin, but stdin is a terminal",
+            file="<stdin>",
+            hint=f"pipe rendered manifests in, e.g. {example}",
+        )
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -234,6 +246,7 @@ def _run_images(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from ._manifests import load_manifests
 
     fields = [parse_image_field(text) for text in args.image_field]
+    _stdin_not_a_terminal(args.path, "helm template REL CHART | kotsrewrite images -")
     base = load_manifests(args.path, limits=_load_limits(args))
     inventory = find_images(base, image_fields=fields)
     for warning in inventory.warnings:
@@ -581,6 +594,7 @@ def _run_rewrite(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from ._rewrite import rewrite
 
     options, _ = _rewrite_options(args)
+    _stdin_not_a_terminal(args.path, "helm template REL CHART | kotsrewrite rewrite - ...")
     known = []
     if args.known_images:
         known = load_known_images(args.known_images, ttl=args.cache_ttl)
@@ -670,6 +684,9 @@ def _run_post_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             hint="give a file name, e.g. --report kotsrewrite-report.json",
         )
     options, _ = _rewrite_options(args)
+    _stdin_not_a_terminal(
+        "-", "helm install REL CHART --post-renderer kotsrewrite --post-renderer-args post-render"
+    )
     known = load_known_images(args.known_images, ttl=args.cache_ttl) if args.known_images else []
     probe_options = _probe_options(args)
     result = rewrite(

@@ -37,6 +37,7 @@ from ruamel.yaml.tag import Tag
 
 from ._errors import InputError, shown_path
 from ._model import Base, Document
+from ._write import MARKER_FILE
 
 __all__ = [
     "KUSTOMIZATION_FILES",
@@ -717,7 +718,13 @@ def _display(path: Path, root: Path) -> str:
 def _manifest_files(directory: Path) -> list[Path]:
     found: list[tuple[str, Path]] = []
     for dirpath, dirnames, filenames in os.walk(directory):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        # Hidden directories, and midstreams an earlier run wrote (beside a single file of
+        # this directory, say): the output of kotsrewrite is never its input.
+        dirnames[:] = sorted(
+            d
+            for d in dirnames
+            if not d.startswith(".") and not os.path.isfile(os.path.join(dirpath, d, MARKER_FILE))
+        )
         for name in filenames:
             if name.startswith(".") or not name.endswith(_MANIFEST_SUFFIXES):
                 continue

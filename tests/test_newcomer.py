@@ -549,3 +549,39 @@ def test_license_and_application_swapped(here: Path) -> None:
 def test_cache_ttl_must_be_positive() -> None:
     code, _, err = run("rewrite", "x", *SLUG, "--cache-ttl", "-5")
     assert code == 2 and "--cache-ttl: must be positive" in err, err
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("command", ["images", "rewrite", "post-render"])
+def test_stdin_at_a_terminal_is_refused_instead_of_waiting(
+    command: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdin", _Terminal(""))
+    argv = [command] + ([] if command == "post-render" else ["-"])
+    argv += SLUG if command != "images" else []
+    out, err = io.StringIO(), io.StringIO()
+    code = main(argv, stdout=out, stderr=err)
+    assert code == 2
+    assert first_error(err.getvalue()) == (
+        "<stdin>: reads manifests from stdin, but stdin is a terminal"
+    )
+    assert "| kotsrewrite" in err.getvalue() or "--post-renderer" in err.getvalue()
+
+
+def test_a_midstream_written_beside_a_file_is_not_read_back_as_manifests(here: Path) -> None:
+    (here / "app").mkdir()
+    (here / "app" / "pod.yaml").write_text(POD.format(name="p", image="quay.io/acme/api:1"))
+    code, _, err = run("rewrite", "app/pod.yaml", *SLUG)  # writes app/midstream/ (default)
+    assert code == 0 and (here / "app" / "midstream" / "pull-secret.yaml").is_file(), err
+    code, out, err = run("images", "app", "--format", "json")
+    assert code == 0, err
+    (image,) = json.loads(out)["images"]
+    assert [loc["file"] for loc in image["locations"]] == ["pod.yaml"]
+    code, _, err = run("rewrite", "app", *SLUG, "--out", "mid")
+    assert code == 0, err
+    listed = (here / "app" / "kustomization.yaml").read_text()
+    assert "midstream" not in listed and "pod.yaml" in listed
