@@ -541,9 +541,21 @@ def _rewrite_options(args: argparse.Namespace) -> tuple[RewriteOptions, bool]:
         app = load_application(args.application)
         additional += [ns for ns in app.additional_namespaces if ns not in additional]
         proxy_all = proxy_all or app.proxy_public_images
+    if not slug and args.license:
+        raise InputError(
+            "the License has no spec.appSlug",
+            file=args.license,
+            hint="pass --app-slug SLUG, or give the License file from the vendor portal",
+        )
     if not slug:
         raise InputError(
             "no app slug", file="--app-slug", hint="pass --app-slug SLUG or --license FILE"
+        )
+    if not license_id and args.license:
+        raise InputError(
+            "the License has no spec.licenseID",
+            file=args.license,
+            hint="pass --license-id ID, or give the License file from the vendor portal",
         )
     if not license_id:
         raise InputError(

@@ -959,6 +959,13 @@ def _load(source: str | os.PathLike[str], limits: Limits, stdin: TextIO | None) 
                 # open them from where they ran the command.
                 raise exc.within(str(source)) from None
         elif path.exists():
+            if path.name in KUSTOMIZATION_FILES:
+                raise InputError(
+                    "a kustomization file, not manifests",
+                    file=str(source),
+                    hint=f"give its directory ({os.path.dirname(str(source)) or '.'}) to read"
+                    " it as a kustomize base",
+                )
             root, mode = path.parent, "file"
             try:
                 loader.add_text(path.name, _read_file(path, path.name, limits, named=True))

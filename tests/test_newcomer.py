@@ -585,3 +585,24 @@ def test_a_midstream_written_beside_a_file_is_not_read_back_as_manifests(here: P
     assert code == 0, err
     listed = (here / "app" / "kustomization.yaml").read_text()
     assert "midstream" not in listed and "pod.yaml" in listed
+
+
+def test_a_license_without_a_field_names_the_file(here: Path) -> None:
+    (here / "l.yaml").write_text(LICENSE + "  appSlug: acme\n")
+    code, _, err = run("rewrite", "-", "--license", "l.yaml", "--offline")
+    assert code == 2 and first_error(err) == "l.yaml: the License has no spec.licenseID", err
+    assert "--license-id ID" in err
+    (here / "l.yaml").write_text(LICENSE + "  licenseID: x\n")
+    code, _, err = run("rewrite", "-", "--license", "l.yaml", "--offline")
+    assert code == 2 and first_error(err) == "l.yaml: the License has no spec.appSlug", err
+
+
+def test_a_kustomization_file_given_as_the_input(here: Path) -> None:
+    (here / "base").mkdir()
+    (here / "base" / "pod.yaml").write_text(POD.format(name="p", image="nginx:1"))
+    (here / "base" / "kustomization.yaml").write_text("resources: [pod.yaml]\n")
+    code, _, err = run("images", "base/kustomization.yaml")
+    assert code == 2
+    assert first_error(err) == "base/kustomization.yaml: a kustomization file, not manifests"
+    assert "give its directory (base)" in err
+    assert run("images", "base")[0] == 0
