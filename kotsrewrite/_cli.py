@@ -597,7 +597,29 @@ def _write_report(path: str, text: str) -> None:
     try:
         Path(path).write_text(text, encoding="utf-8")
     except OSError as exc:
-        raise OutputError(f"{path}: cannot write the report: {exc.strerror}") from None
+        raise OutputError(
+            f"{path}: cannot write the report: {exc.strerror}", hint=_REPORT_HINT
+        ) from None
+
+
+_REPORT_HINT = "give a file in an existing, writable directory, e.g. --report report.json"
+
+
+def _check_report_path(path: str | None) -> None:
+    """Refuse a --report that cannot be written before any work (and any output) is done."""
+    import os
+
+    from ._errors import OutputError
+
+    if path is None or path == "-":
+        return
+    parent = os.path.dirname(path) or "."
+    if os.path.isdir(path):
+        raise OutputError(f"{path}: cannot write the report: is a directory", hint=_REPORT_HINT)
+    if not os.path.isdir(parent):
+        raise OutputError(
+            f"{path}: cannot write the report: no directory {parent}", hint=_REPORT_HINT
+        )
 
 
 def _run_rewrite(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -606,6 +628,7 @@ def _run_rewrite(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from ._rewrite import rewrite
 
     options, _ = _rewrite_options(args)
+    _check_report_path(args.report)
     _stdin_not_a_terminal(args.path, "helm template REL CHART | kotsrewrite rewrite - ...")
     known = []
     if args.known_images:
@@ -696,6 +719,7 @@ def _run_post_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             hint="give a file name, e.g. --report kotsrewrite-report.json",
         )
     options, _ = _rewrite_options(args)
+    _check_report_path(args.report)
     _stdin_not_a_terminal(
         "-", "helm install REL CHART --post-renderer kotsrewrite --post-renderer-args post-render"
     )

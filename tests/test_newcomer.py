@@ -606,3 +606,16 @@ def test_a_kustomization_file_given_as_the_input(here: Path) -> None:
     assert first_error(err) == "base/kustomization.yaml: a kustomization file, not manifests"
     assert "give its directory (base)" in err
     assert run("images", "base")[0] == 0
+
+
+@pytest.mark.parametrize("report", ["kots", "nowhere/r.json"])
+def test_an_unwritable_report_is_refused_before_writing_anything(here: Path, report: str) -> None:
+    (here / "kots").mkdir()
+    (here / "base").mkdir()
+    (here / "base" / "pod.yaml").write_text(POD.format(name="p", image="nginx:1"))
+    code, _, err = run("rewrite", "base", *SLUG, "--report", report)
+    assert code == 2
+    assert first_error(err).startswith(f"{report}: cannot write the report"), err
+    assert "--report report.json" in err
+    assert sorted(p.name for p in here.iterdir()) == ["base", "kots"]  # no midstream
+    assert sorted(p.name for p in (here / "base").iterdir()) == ["pod.yaml"]
