@@ -809,6 +809,12 @@ def _add_output_options(parser: argparse.ArgumentParser, *, suppress: bool) -> N
     )
 
 
+def _version() -> str:
+    from . import __version__
+
+    return f"kotsrewrite {__version__}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``kotsrewrite`` command (used to check the README)."""
     parser = _Parser(
@@ -820,6 +826,9 @@ def build_parser() -> argparse.ArgumentParser:
         " command's options.",
     )
     _add_output_options(parser, suppress=False)
+    parser.add_argument(
+        "--version", action="version", version=_version(), help="print the version and exit"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     _add_images(sub)

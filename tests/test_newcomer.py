@@ -619,3 +619,8 @@ def test_an_unwritable_report_is_refused_before_writing_anything(here: Path, rep
     assert "--report report.json" in err
     assert sorted(p.name for p in here.iterdir()) == ["base", "kots"]  # no midstream
     assert sorted(p.name for p in (here / "base").iterdir()) == ["pod.yaml"]
+
+
+def test_version() -> None:
+    code, out, _ = run("--version")
+    assert code == 0 and out == f"kotsrewrite {kotsrewrite.__version__}\n"
