@@ -26,12 +26,38 @@ _Runner = Callable[[argparse.Namespace, TextIO, TextIO], int]
 class _Parser(argparse.ArgumentParser):
     """argparse that exits 2 with a one-line reason and a hint on usage errors."""
 
+    #: The subcommands' parsers by name (set on each of them by :func:`build_parser`).
+    siblings: dict[str, argparse.ArgumentParser] | None = None
+
     def error(self, message: str) -> None:  # type: ignore[override]
         hint = f"run '{self.prog} --help'"
+        misplaced = self._misplaced(message)
         guess = self._guess(message)
-        if guess:
+        if misplaced:
+            hint = f"{misplaced} ({hint})"
+        elif guess:
             hint = f"did you mean {guess}? ({hint})"
         self.exit(2, f"{self.prog}: error: {message}\nhint: {hint}\n")
+
+    def _misplaced(self, message: str) -> str | None:
+        """For an unrecognized option: given before the command, or another command's."""
+        if not message.startswith("unrecognized arguments:"):
+            return None
+        for token in message.partition(":")[2].split():
+            name = token.partition("=")[0]
+            if not name.startswith("-"):
+                continue
+            if name in self._option_string_actions:
+                return f"{name} goes after the command: {self.prog} ... {name}"
+            owners = [
+                command
+                for command, parser in (self.siblings or {}).items()
+                if name in parser._option_string_actions
+            ]
+            if owners:
+                which = " and ".join([", ".join(owners[:-1]), owners[-1]] if owners[1:] else owners)
+                return f"{name} is an option of {which}, not of this command"
+        return None
 
     def _guess(self, message: str) -> str | None:
         """The option or choice closest to a mistyped one in ``message``, if any is close."""
@@ -838,6 +864,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_verify(sub)
     for subparser in sub.choices.values():
         _add_output_options(subparser, suppress=True)
+        if isinstance(subparser, _Parser):
+            subparser.siblings = dict(sub.choices)
     return parser
 
 

@@ -522,6 +522,22 @@ def test_a_typo_gets_the_closest_option(argv: list[str], hint: str) -> None:
     assert rest.startswith(f"hint: {hint} (run 'kotsrewrite"), err
 
 
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["--offline", "rewrite", "x"], "--offline goes after the command: kotsrewrite rewrite"),
+        (["images", "x", "--app-slug", "a"], "--app-slug is an option of rewrite and post-render"),
+        (
+            ["verify", "x", "--timeout=3"],
+            "--timeout is an option of probe, rewrite and post-render",
+        ),
+    ],
+)
+def test_an_option_in_the_wrong_place(argv: list[str], hint: str) -> None:
+    code, _, err = run(*argv)
+    assert code == 2 and err.partition("\n")[2].startswith(f"hint: {hint}"), err
+
+
 def test_an_unknown_option_with_nothing_close_keeps_the_plain_hint() -> None:
     code, _, err = run("rewrite", "x", "--frobnicate")
     assert code == 2 and err.endswith("hint: run 'kotsrewrite rewrite --help'\n"), err
