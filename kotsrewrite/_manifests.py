@@ -628,6 +628,28 @@ def _codepoint(character: Any) -> int:
     return ord(character) if isinstance(character, str) else int(character)
 
 
+_TEMPLATE_LINE = re.compile(r"\{\{|\{\%")
+
+
+def _template_hint(exc: InputError, text: str) -> InputError:
+    """A YAML or structure error in a file holding unrendered templates ({{ ... }}) is not to
+    be fixed in the YAML: say to render it first (limits keep their own hint)."""
+    if exc.hint and ("--max" in exc.hint or "limit" in exc.hint):
+        return exc
+    found = _TEMPLATE_LINE.search(text)
+    if found is None:
+        return exc
+    line = text.count("\n", 0, found.start()) + 1
+    if exc.line is not None and line > exc.line:
+        return exc
+    exc.hint = (
+        f"line {line} holds a template ({found.group()} ...): if it is not rendered, render"
+        " the chart or KOTS templates first (helm template, kots pull) and give the output;"
+        f" else {exc.hint or 'fix the file'}"
+    )
+    return exc
+
+
 class _Loader:
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
@@ -638,6 +660,12 @@ class _Loader:
         self.yaml = _new_yaml()
 
     def add_text(self, file: str, text: str) -> None:
+        try:
+            self._add_text(file, text)
+        except InputError as exc:
+            raise _template_hint(exc, text) from None
+
+    def _add_text(self, file: str, text: str) -> None:
         self.files.append(file)
         line = _too_deep_text(text, _TEXT_DEPTH_LIMIT)
         if line is not None:

@@ -640,3 +640,20 @@ def test_an_unwritable_report_is_refused_before_writing_anything(here: Path, rep
 def test_version() -> None:
     code, out, _ = run("--version")
     assert code == 0 and out == f"kotsrewrite {kotsrewrite.__version__}\n"
+
+
+def test_a_yaml_error_in_an_unrendered_template_says_to_render(here: Path) -> None:
+    (here / "templates").mkdir()
+    (here / "templates" / "pod.yaml").write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\n{{- if .Values.x }}\n"
+        "  labels: {a: b}\n{{- end }}\nspec:\n  containers:\n  - name: c\n    image: nginx\n"
+    )
+    code, _, err = run("images", "templates")
+    assert code == 2
+    assert first_error(err).startswith("templates/pod.yaml:6: YAML error"), err
+    assert "hint: line 5 holds a template ({{ ...): if it is not rendered, render" in err
+    assert "helm template" in err
+    # Without a template, the plain YAML hint.
+    (here / "templates" / "pod.yaml").write_text("apiVersion: v1\nkind: [\n")
+    code, _, err = run("images", "templates")
+    assert code == 2 and "holds a template" not in err and "hint: fix the YAML syntax" in err
