@@ -457,6 +457,12 @@ def _find(base: Base, image_fields: Sequence[ImageField]) -> Inventory:
     namespaces: set[str] = set()
     refs: dict[str, ImageRef] = {}
     matched: set[ImageField] = set()
+    if not base.documents:
+        what = "stdin" if base.mode == "stdin" else base.source
+        warnings.append(
+            f"no Kubernetes objects in {what} (empty, or only comments and empty documents);"
+            " nothing to rewrite"
+        )
     for doc in base.documents:
         if doc.namespace:
             namespaces.add(doc.namespace)

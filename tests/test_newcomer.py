@@ -657,3 +657,13 @@ def test_a_yaml_error_in_an_unrendered_template_says_to_render(here: Path) -> No
     (here / "templates" / "pod.yaml").write_text("apiVersion: v1\nkind: [\n")
     code, _, err = run("images", "templates")
     assert code == 2 and "holds a template" not in err and "hint: fix the YAML syntax" in err
+
+
+def test_an_empty_input_is_warned_about(here: Path) -> None:
+    # e.g. `helm template ... | kotsrewrite rewrite -` after helm failed: not a silent success.
+    code, _, err = run("rewrite", "-", *SLUG, "--dry-run", stdin="")
+    assert code == 0
+    assert "kotsrewrite: warning: no Kubernetes objects in stdin" in err, err
+    (here / "c.yaml").write_text("---\n# only a comment\n")
+    code, _, err = run("images", "c.yaml")
+    assert code == 0 and "warning: no Kubernetes objects in c.yaml" in err, err
