@@ -388,6 +388,14 @@ class Plan:
     unchecked: tuple[PlacementNote, ...] = ()
     """PodSpecs of custom resources whose CRD is not in the base: secret beside the PodSpec,
     unchecked."""
+    warning_details: tuple[Mapping[str, Any], ...] = attrs.field(default=(), eq=False)
+    """One JSON-ready entry per warning, in the same order (for the report): ``code``
+    (``unknown-verdict``: an image neither proved public nor private, with ``image``,
+    ``verdict``, ``onUnknown``, ``action``, ``reason`` and ``causes``; ``unmanaged-field``:
+    an image field not rewritten, with ``image``, ``location`` and ``imageField``;
+    ``unplaced``: a custom resource's PodSpec with no place for the secret, with the fields of
+    :class:`PlacementNote`; ``other``),
+    ``message`` (the warning itself) and the facts of that code."""
 
     @property
     def secret_name(self) -> str:
@@ -623,11 +631,23 @@ def build_plan(
     unknown, and :class:`~kotsrewrite.InputError` when a pull-secret patch cannot apply to its
     object (e.g. ``imagePullSecrets`` is not a list).
     """
+    try:
+        return _build_plan(inventory, results, options)
+    except InputError as exc:
+        raise exc.within(inventory.base_dir) from None
+
+
+def _build_plan(
+    inventory: Inventory,
+    results: Iterable[ProbeResult] | Mapping[ImageRef, ProbeResult],
+    options: RewriteOptions,
+) -> Plan:
     verdicts = _verdict_map(results.values() if isinstance(results, Mapping) else results)
     locations: dict[ImageRef, list[Location]] = defaultdict(list)
     for use in inventory.uses:
         locations[use.ref].append(use.location)
     warnings: list[str] = list(inventory.warnings)
+    details: dict[str, dict[str, Any]] = {}
     unknown: list[tuple[ImageRef, Verdict | None]] = []
     decisions: dict[ImageRef, ImageDecision] = {}
     for ref in sorted(locations):
@@ -659,10 +679,20 @@ def build_plan(
             )
         )
         is_unk = is_unknown(verdict)
+        private = treat_as_private(verdict, options.on_unknown)
         if is_unk:
             unknown.append((ref, verdict))
-            warnings.append(describe_unknown(ref, verdict, options.on_unknown))
-        private = treat_as_private(verdict, options.on_unknown)
+            message = describe_unknown(ref, verdict, options.on_unknown)
+            warnings.append(message)
+            details[message] = {
+                "code": "unknown-verdict",
+                "image": ref.original,
+                "verdict": None if verdict is None else str(verdict),
+                "onUnknown": str(options.on_unknown),
+                "action": str(Action.PROXY if private else Action.KEEP),
+                "reason": evidence.reason,
+                "causes": [{"cause": str(c), "host": h} for c, h in evidence.causes()],
+            }
         decisions[ref] = ImageDecision(
             ref,
             verdict,
@@ -699,7 +729,10 @@ def build_plan(
         raise PolicyError(
             f"{len(unplaced)} PodSpec(s) of custom resources have no place for the pull secret"
             " that the API server keeps: "
-            + "; ".join(f"{u.file}:{u.line}: {u.kind} {u.name} {u.pod_spec}" for u in unplaced),
+            + "; ".join(
+                f"{inventory.shown(u.file)}:{u.line}: {u.kind} {u.name} {u.pod_spec}"
+                for u in unplaced
+            ),
             hint="name a ServiceAccount of the base in their serviceAccountName, or add the"
             " secret to the ServiceAccount their pods run as; --on-unplaced warn goes on",
         )
@@ -712,12 +745,30 @@ def build_plan(
     )
     secrets = _secrets(inventory, namespaces, options, warnings)
     for use in inventory.unmanaged:
-        warnings.append(
-            f"{use.location.file}:{use.location.line}: {use.ref.original} in"
+        image_field = f"{use.location.kind}:{_field_spec_path(use.location.field)}"
+        message = (
+            f"{inventory.shown(use.location.file)}:{use.location.line}: {use.ref.original} in"
             f" {use.location.kind} {use.location.name} field {use.location.field} is not"
-            f" rewritten; manage it with --image-field {use.location.kind}:"
-            f"{_field_spec_path(use.location.field)}"
+            f" rewritten; manage it with --image-field {image_field}"
         )
+        warnings.append(message)
+        details[message] = {
+            "code": "unmanaged-field",
+            "image": use.ref.original,
+            "location": use.location.to_json(),
+            "imageField": image_field,
+        }
+    for item in unplaced:
+        message = (
+            f"{inventory.shown(item.file)}:{item.line}: {item.kind} {item.name} {item.pod_spec}:"
+            f" no place for the pull secret {options.secret_name} that the API server keeps"
+            f" ({item.reason}); name a ServiceAccount of the base in its serviceAccountName, or"
+            f" add imagePullSecrets: [{{name: {options.secret_name}}}] to the ServiceAccount its"
+            " pods run as"
+        )
+        warnings.append(message)
+        details[message] = {"code": "unplaced", **item.to_json()}
+    final = tuple(dict.fromkeys(warnings))
     return Plan(
         options=options,
         decisions=tuple(decisions[ref] for ref in sorted(decisions)),
@@ -726,7 +777,11 @@ def build_plan(
         secrets=tuple(secrets),
         field_specs=tuple(field_specs),
         unmanaged=tuple(inventory.unmanaged),
-        warnings=tuple(dict.fromkeys(warnings)),
+        warnings=final,
+        warning_details=tuple(
+            {"code": details.get(w, {}).get("code", "other"), "message": w, **details.get(w, {})}
+            for w in final
+        ),
         unplaced=tuple(unplaced),
         unchecked=tuple(unchecked),
     )
@@ -782,7 +837,8 @@ def _patches(
         doc = resource.document
         if doc.name is None:
             warnings.append(
-                f"{doc.file}:{doc.line}: {doc.kind} has no metadata.name, so no patch can"
+                f"{inventory.shown(doc.file)}:{doc.line}: {doc.kind} has no metadata.name, so no"
+                " patch can"
                 f" target it; add imagePullSecrets: [{{name: {secret}}}] yourself"
             )
             continue
@@ -856,18 +912,11 @@ def _patches(
             placements=tuple(placements),
         )
         _check_patch(patch, resource, parents, secret)
-        patches.append(_exact_target(patch, targets, warnings))
+        patches.append(_exact_target(patch, targets, warnings, inventory))
     for account, serving in accounts.values():
         account_patch = _account_patch(account, serving, inventory, secret)
         if account_patch is not None:
             patches.append(account_patch)
-    for item in unplaced:
-        warnings.append(
-            f"{item.file}:{item.line}: {item.kind} {item.name} {item.pod_spec}: no place for"
-            f" the pull secret {secret} that the API server keeps ({item.reason}); name a"
-            " ServiceAccount of the base in its serviceAccountName, or add"
-            f" imagePullSecrets: [{{name: {secret}}}] to the ServiceAccount its pods run as"
-        )
     return patches, namespaces, unplaced, unchecked
 
 
@@ -1002,7 +1051,9 @@ class _TargetIndex:
         return None
 
 
-def _exact_target(patch: Patch, index: _TargetIndex, warnings: list[str]) -> Patch:
+def _exact_target(
+    patch: Patch, index: _TargetIndex, warnings: list[str], inventory: Inventory
+) -> Patch:
     """Narrow ``patch.target`` until it selects only its own object.
 
     A target without a namespace selects that name in every namespace: for an object without
@@ -1022,8 +1073,9 @@ def _exact_target(patch: Patch, index: _TargetIndex, warnings: list[str]) -> Pat
     other = index.first_other(target, patch.resource)
     if other is not None:
         warnings.append(
-            f"{patch.file}:{patch.line}: the patch for {target.kind} {patch.target.name} also"
-            f" selects {other.kind} {other.name} ({other.file}:{other.line}): the pull secret"
+            f"{inventory.shown(patch.file)}:{patch.line}: the patch for {target.kind}"
+            f" {patch.target.name} also selects {other.kind} {other.name}"
+            f" ({inventory.shown(other.file)}:{other.line}): the pull secret"
             " may be added to both"
         )
     return attrs.evolve(patch, target=target)

@@ -275,7 +275,10 @@ def test_unplaced_is_reported_and_warned(tmp_path: Path) -> None:
     ]
     assert data["unchecked"] == [] and data["patches"] == []
     warning = next(line for line in err.getvalue().splitlines() if "no place" in line)
-    assert warning.startswith("kotsrewrite: warning: unplaced-cache.yaml:8: Cache sessions")
+    assert warning.startswith("kotsrewrite: warning: ")
+    assert "base/unplaced-cache.yaml:8: Cache sessions /spec/pod: no place" in warning
+    [detail] = [d for d in data["warningDetails"] if d["code"] == "unplaced"]
+    assert detail["podSpec"] == "/spec/pod" and detail["message"] in warning
     assert "ServiceAccount" in warning  # what to do
     assert "LIC-X" not in err.getvalue() + report.read_text()
     # verify sees it too: the secret does not reach the PodSpec.

@@ -129,9 +129,7 @@ def test_a_service_account_name_the_schema_prunes_does_not_count(tmp_path: Path)
     assert plan.patches == ()
     [item] = plan.unplaced
     assert item.reason.endswith("and it names no ServiceAccount")
-    assert any(
-        w.startswith("in.yaml:") and "no place for the pull secret" in w for w in plan.warnings
-    )
+    assert any("in.yaml:" in w and "no place for the pull secret" in w for w in plan.warnings)
 
 
 def test_app_namespace_service_account_matches_resource_without_namespace(tmp_path: Path) -> None:
