@@ -456,6 +456,9 @@ def _find(base: Base, image_fields: Sequence[ImageField]) -> Inventory:
     warnings: list[str] = []
     namespaces: set[str] = set()
     refs: dict[str, ImageRef] = {}
+    crds: list[Document] = []
+    accounts: list[Document] = []
+    field_objects: list[Document] = []
     matched: set[ImageField] = set()
     if not base.documents:
         what = "stdin" if base.mode == "stdin" else base.source
@@ -468,7 +471,10 @@ def _find(base: Base, image_fields: Sequence[ImageField]) -> Inventory:
             namespaces.add(doc.namespace)
         if doc.kind == "Namespace" and doc.name:
             namespaces.add(doc.name)
+        if doc.kind == "ServiceAccount" and doc.group == "":
+            accounts.append(doc)
         if doc.kind == _CRD:
+            crds.append(doc)
             continue
         walk = _Walk(doc, len(resources), image_fields, refs, base.base_dir, matched)
         walk.run()
@@ -478,6 +484,8 @@ def _find(base: Base, image_fields: Sequence[ImageField]) -> Inventory:
             sorted(walk.unmanaged.values(), key=lambda u: (u.location.line, u.location.field))
         )
         warnings.extend(walk.warnings)
+        if any(u.slot is Slot.FIELD and u.pod_spec is None for u in walk.uses):
+            field_objects.append(doc)
         if walk.sites:
             resources.append(Resource(document=doc, pod_specs=tuple(walk.sites)))
     for field in dict.fromkeys(image_fields):
@@ -493,5 +501,8 @@ def _find(base: Base, image_fields: Sequence[ImageField]) -> Inventory:
         resources=tuple(resources),
         namespaces=tuple(sorted(namespaces)),
         warnings=tuple(warnings),
+        crds=tuple(crds),
+        service_accounts=tuple(accounts),
+        field_objects=tuple(field_objects),
         base_dir=base.base_dir,
     )
