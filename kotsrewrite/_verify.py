@@ -514,13 +514,16 @@ def verify_midstream(
     *,
     namespace: str | None = None,
     command: Sequence[str] | None = None,
+    base: str | os.PathLike[str] | None = None,
 ) -> VerifyResult:
     """Build the midstream in ``directory`` with kustomize and check it (see the module doc).
 
     ``plan`` (what :func:`~kotsrewrite.rewrite` returns in its result) makes the checks exact;
     without it they follow the kustomization itself. ``namespace`` is the app namespace (the
     plan's when given). ``command`` is the kustomize command (default
-    :func:`kustomize_command`). A build failure is a problem, not an exception. Raises
+    :func:`kustomize_command`). ``base``, the base the midstream was made from, adds a problem
+    for each file added, changed or removed since its snapshot (or when the midstream names
+    another base). A build failure is a problem, not an exception. Raises
     :class:`~kotsrewrite.InputError` when ``directory`` holds no kustomization or no kustomize
     is installed.
     """
@@ -534,6 +537,11 @@ def verify_midstream(
     cmd = list(command) if command is not None else kustomize_command()
     checker = _Checker(path, plan, namespace, cmd)
     checker.run()
+    if base is not None:
+        from ._snapshot import snapshot_problems
+
+        for problem in snapshot_problems(path, base):
+            checker.problem(problem)
     return VerifyResult(
         directory=path,
         problems=tuple(checker.problems),
