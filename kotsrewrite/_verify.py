@@ -112,6 +112,15 @@ def _build(command: Sequence[str], directory: Path) -> list[dict[str, Any]]:
         proc = subprocess.run(
             [*command, str(directory)], capture_output=True, text=True, timeout=120, check=False
         )
+        if proc.returncode != 0 and "enable-helm" in proc.stderr and shutil.which("helm"):
+            # a base with helmCharts (local charts): build it as rewrite read it
+            proc = subprocess.run(
+                [*command, "--enable-helm", str(directory)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise _BuildFailed(str(exc)) from None
     if proc.returncode != 0:
