@@ -29,6 +29,7 @@ from ._errors import (
     OutputError,
     PolicyError,
 )
+from ._kustomize import Origin
 from ._manifests import Limits, load_manifests, node_to_data
 from ._model import (
     Base,
@@ -87,6 +88,7 @@ __all__ = [
     "Limits",
     "Location",
     "OnUnknown",
+    "Origin",
     "OutputError",
     "Patch",
     "PatchOp",

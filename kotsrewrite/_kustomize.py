@@ -336,6 +336,10 @@ def _load_small(text: str) -> Any:
         return None
 
 
+def _rank(doc: Document, built: Document) -> tuple[int, bool]:
+    return len(doc.name or ""), (doc.namespace or None) == (built.namespace or None)
+
+
 def _match(built: Document, candidates: Sequence[Document]) -> Document | None:
     """The source object a built object was made from: same kind, and a name the built name
     contains (a name prefix or suffix adds around it); the longest such name wins."""
@@ -349,9 +353,7 @@ def _match(built: Document, candidates: Sequence[Document]) -> Document | None:
             continue
         if doc.name == built.name and (doc.namespace or None) == (built.namespace or None):
             return doc
-        if doc.name in built.name and (
-            best is None or best.name is None or len(doc.name) > len(best.name)
-        ):
+        if doc.name in built.name and (best is None or _rank(doc, built) > _rank(best, built)):
             best = doc
     return best
 
@@ -636,6 +638,12 @@ def check_tree(directory: Path, limits: Limits) -> None:
 # Building
 
 
+_WRAPPER_LAYER = re.compile(
+    r"^accumulating resources: accumulation err='accumulating resources from '[^']*':"
+    r" '[^']*' must resolve to a file': recursed accumulation of path '[^']*': "
+)
+
+
 def _message(stderr: str, replacements: dict[str, str]) -> str:
     """kustomize's error, without kubectl's log prefix and with our temporary paths replaced."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
@@ -644,6 +652,8 @@ def _message(stderr: str, replacements: dict[str, str]) -> str:
     if match is not None:
         text = match.group(1).replace('\\"', '"').strip()
     text = re.sub(r"^Error: ", "", text)
+    # The wrapping kustomization's own layer says nothing the user wrote.
+    text = _WRAPPER_LAYER.sub("", text, count=1)
     for old, new in replacements.items():
         text = text.replace(old, new)
     if len(text) > 600:  # kustomize nests its errors: the innermost one is last
@@ -756,9 +766,9 @@ def _at(node: Any, field: str) -> Any:
 def _relocated(use: ImageUse, by_key: dict[tuple[Any, ...], Document]) -> ImageUse:
     loc = use.location
     doc = by_key.get((loc.api_version, loc.kind, loc.namespace, loc.name))
-    if doc is None or not isinstance(doc.origin, Origin):
+    origin = doc.origin if doc is not None else None
+    if doc is None or origin is None:
         return use
-    origin: Origin = doc.origin
     node = _at(doc.node, loc.field)
     if type(node) is not ScalarNode or id(node) not in origin.introduced:
         return use

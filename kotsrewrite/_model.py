@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
 from ._reference import ImageRef
+
+if TYPE_CHECKING:
+    from ._kustomize import Origin
 
 __all__ = [
     "Base",
@@ -60,9 +63,9 @@ class Document:
     """The composed ruamel.yaml ``MappingNode`` of the object (carries line marks)."""
     item: int | None = None
     """Index within the ``items`` of a List, or ``None``."""
-    origin: Any = attrs.field(default=None, repr=False)
-    """For an object of a built kustomization: where kustomize took it from (a
-    ``kotsrewrite._kustomize.Origin``); ``None`` for objects read from files as written."""
+    origin: Origin | None = attrs.field(default=None, repr=False)
+    """For an object of a built kustomization: where kustomize took it from and what changed
+    it; ``None`` for objects read from files as written."""
 
     @property
     def group(self) -> str:
