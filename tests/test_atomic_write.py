@@ -160,7 +160,8 @@ def test_killed_at_random_points_leaves_old_or_new(tmp_path: Path, how: str, kil
     new = _snapshot(out)
     _run(argv["old"])
     old = _snapshot(out)
-    assert old and new and old != new and len(old) == len(NAMESPACES) + 3
+    # kustomization, marker, a secret per namespace + 1; the base snapshot: pods + kustomization
+    assert old and new and old != new and len(old) == len(NAMESPACES) + 3 + len(NAMESPACES) + 1
 
     # How long a slowed-down run takes; the last `writing` seconds of it are the writing.
     delay = 0.03
