@@ -426,6 +426,12 @@ def find_images(base: Base, *, image_fields: Sequence[ImageField] = ()) -> Inven
     gc.disable()  # creates no cycles; see load_manifests
     try:
         inventory = _find(base, image_fields)
+    except InputError as exc:
+        if base.mode == "kustomize":
+            from ._kustomize import relocate_error
+
+            relocate_error(exc, base)  # a value a patch or transformer wrote: point there
+        raise
     finally:
         if enabled:
             gc.enable()

@@ -50,6 +50,7 @@ __all__ = [
     "build",
     "check_tree",
     "relocate",
+    "relocate_error",
 ]
 
 ORIGIN_ANNOTATION = "config.kubernetes.io/origin"
@@ -804,3 +805,35 @@ def relocate(inventory: Inventory, base: Base) -> Inventory:
         uses=tuple(_relocated(use, by_key) for use in inventory.uses),
         unmanaged=tuple(_relocated(use, by_key) for use in inventory.unmanaged),
     )
+
+
+def _scalars(node: Any) -> Iterator[Any]:
+    if type(node) is ScalarNode:
+        yield node
+    elif type(node) is MappingNode:
+        for _, value in node.value:
+            yield from _scalars(value)
+    elif type(node) is SequenceNode:
+        for value in node.value:
+            yield from _scalars(value)
+
+
+def relocate_error(exc: InputError, base: Base) -> None:
+    """Point an error about a value a kustomize patch or transformer introduced (an invalid or
+    unrendered image) at the file and line that wrote it, in place."""
+    if base.mode != "kustomize" or exc.file is None:
+        return
+    for doc in base.documents:
+        origin = doc.origin
+        if origin is None or doc.file != exc.file or not origin.introduced:
+            continue
+        for node in _scalars(doc.node):
+            if (
+                id(node) in origin.introduced
+                and int(node.start_mark.line) + 1 == exc.line
+                and f"'{node.value}'" in exc.message
+            ):
+                found = origin.introducer(str(node.value))
+                if found is not None:
+                    exc.file, exc.line = found[0], found[1]
+                return

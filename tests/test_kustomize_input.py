@@ -250,3 +250,14 @@ def test_local_helm_chart_is_rendered_and_proxied(tmp_path: Path) -> None:
     assert spec["imagePullSecrets"] == [{"name": "acme-registry"}]
     assert {p: p.read_bytes() for p in app.rglob("*") if p.is_file()} == before
     assert _run("verify", str(out))[0] == 0
+
+
+def test_invalid_image_a_transformer_wrote_points_at_the_transformer(tmp_path: Path) -> None:
+    shutil.copytree(FIXTURES / "kustomize-images" / "app", tmp_path / "app")
+    kfile = tmp_path / "app" / "kustomization.yaml"
+    kfile.write_text(kfile.read_text().replace("quay.io/acme/nginx-hardened", "quay.io/ACME/n"))
+    code, _, err = _run("images", str(tmp_path / "app"))
+    assert code == 2
+    assert err.startswith(
+        "kotsrewrite: error: kustomization.yaml:8: invalid image reference 'quay.io/ACME/n:1.27'"
+    )
