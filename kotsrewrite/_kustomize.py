@@ -81,6 +81,15 @@ _GENERATOR_FIELDS = {
     "ConfigMapGenerator": "configMapGenerator",
     "SecretGenerator": "secretGenerator",
 }
+# The kustomization field that configures each transformer, for the line an image points at
+# when the text of the kustomization does not hold it.
+_TRANSFORMER_FIELDS = {
+    "ImageTagTransformer": "images",
+    "PatchTransformer": "patches",
+    "PatchStrategicMergeTransformer": "patchesStrategicMerge",
+    "PatchJson6902Transformer": "patchesJson6902",
+    "ReplacementTransformer": "replacements",
+}
 _TIMEOUT = 300
 
 
@@ -148,14 +157,17 @@ class _KFile:
     display: str
     text: str
     images: tuple[_ImageEntry, ...]
-    patches: tuple[tuple[str, str], ...]
-    """(display path, text) of each patch file it names."""
+    patches: tuple[tuple[str, str, str], ...]
+    """(field, display path, text) of each patch file it names."""
     fields: dict[str, int]
     """Top-level field -> line."""
 
-    def find_text(self, image: str) -> tuple[str, int] | None:
+    def find_text(self, image: str, field: str | None = None) -> tuple[str, int] | None:
+        """Where ``image`` is written in this kustomization, or in the patch files its
+        ``field`` (``patches``, ``patchesStrategicMerge``...) names."""
         pattern = re.compile(r"(?<![\w./:@-])" + re.escape(image) + r"(?![\w./:@-])")
-        for display, text in ((self.display, self.text), *self.patches):
+        files = [(d, t) for f, d, t in self.patches if f == field]
+        for display, text in ((self.display, self.text), *files):
             match = pattern.search(text)
             if match is not None:
                 return display, _line_of(text, match.start())
@@ -227,7 +239,7 @@ class _Sources:
                     line=int(entry.start_mark.line) + 1,
                 )
             )
-        patches: list[tuple[str, str]] = []
+        patches: list[tuple[str, str, str]] = []
         for field in ("patches", "patchesStrategicMerge", "patchesJson6902"):
             value = top.get(field)
             for entry in value.value if type(value) is SequenceNode else []:
@@ -239,9 +251,10 @@ class _Sources:
                 file = Path(os.path.normpath(path.parent / rel))
                 file_display = self.display(file)
                 try:
-                    patches.append((file_display, _read_file(file, file_display, self.limits)))
+                    patch_text = _read_file(file, file_display, self.limits)
                 except InputError:
                     continue
+                patches.append((field, file_display, patch_text))
         lines = {
             str(k.value): int(k.start_mark.line) + 1
             for k, _ in (root.value if type(root) is MappingNode else [])
@@ -286,7 +299,7 @@ class Origin:
             if kind == "ImageTagTransformer":
                 hit = k.find_entry(image)
             elif kind not in _NEVER_IMAGES:
-                hit = k.find_text(image)
+                hit = k.find_text(image, _TRANSFORMER_FIELDS.get(kind))
             if hit is not None:
                 return (*hit, kind, kfile)
         if self.configured_in is not None:
@@ -301,7 +314,9 @@ class Origin:
             return self.configured_in, line, by, self.configured_in
         for kfile, kind in reversed(self.transformers):
             if kind not in _NEVER_IMAGES:
-                return kfile, 1, kind, kfile
+                k = self._kfiles.get(kfile)
+                line = k.fields.get(_TRANSFORMER_FIELDS.get(kind, ""), 1) if k is not None else 1
+                return kfile, line, kind, kfile
         return None
 
 

@@ -261,3 +261,42 @@ def test_invalid_image_a_transformer_wrote_points_at_the_transformer(tmp_path: P
     assert err.startswith(
         "kotsrewrite: error: kustomization.yaml:8: invalid image reference 'quay.io/ACME/n:1.27'"
     )
+
+
+def test_each_introduced_image_points_at_the_transformer_that_wrote_it(tmp_path: Path) -> None:
+    overlay = _staging(tmp_path).parent / "legacy"
+    overlay.mkdir()
+    files = {
+        "kustomization.yaml": (
+            "resources:\n- ../../base\n- cm.yaml\npatchesStrategicMerge:\n- smp.yaml\n"
+            "patchesJson6902:\n- target: {group: apps, version: v1, kind: Deployment, name: web}\n"
+            "  path: json.yaml\nreplacements:\n"
+            "- source: {kind: ConfigMap, name: images, fieldPath: data.report}\n  targets:\n"
+            "  - select: {kind: CronJob}\n"
+            "    fieldPaths: [spec.jobTemplate.spec.template.spec.containers.0.image]\n"
+        ),
+        "cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: images}\n"
+        "data: {report: 'ghcr.io/acme/report:9'}\n",
+        "smp.yaml": "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n"
+        "  template:\n    spec:\n      containers:\n      - name: api\n"
+        "        image: quay.io/acme/api:2.5\n",
+        "json.yaml": "- op: add\n  path: /spec/template/spec/initContainers\n"
+        "  value: [{name: init, image: 'quay.io/acme/init:1'}]\n",
+    }
+    for name, text in files.items():
+        (overlay / name).write_text(text)
+    code, out, err = _run("images", str(overlay), "--format", "json")
+    assert code == 0, err
+    where = {
+        e["image"]: [
+            (x["file"], x["line"], (x.get("origin") or {}).get("by")) for x in e["locations"]
+        ]
+        for e in json.loads(out)["images"]
+    }
+    assert where == {
+        "nginx:1.27": [("../../base/web.yaml", 14, None)],
+        "quay.io/acme/api:2.5": [("smp.yaml", 9, "PatchStrategicMergeTransformer")],
+        "quay.io/acme/init:1": [("json.yaml", 3, "PatchJson6902Transformer")],
+        # the value came from cm.yaml through replacements: the replacements entry wrote it
+        "ghcr.io/acme/report:9": [("kustomization.yaml", 9, "ReplacementTransformer")],
+    }
