@@ -17,7 +17,7 @@ KNOWN = ["--known-images", str(FIX / "known-images.yaml")]
 
 @pytest.fixture
 def base(tmp_path: Path) -> Path:
-    """A copy of the fixture base (a plain directory: a run adds a kustomization to it)."""
+    """A copy of the fixture base (a plain directory, snapshotted into each midstream)."""
     return Path(shutil.copytree(FIX / "base", tmp_path / "base"))
 
 
