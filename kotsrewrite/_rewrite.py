@@ -12,6 +12,7 @@ from typing import Any, TextIO
 import attrs
 
 from ._discovery import find_images
+from ._errors import OutputError
 from ._manifests import Limits, load_manifests
 from ._model import Base, Inventory, ProbeResult
 from ._plan import Plan, RewriteOptions, build_plan, is_replicated
@@ -141,6 +142,14 @@ def rewrite(
     timings["plan"] = time.perf_counter() - mark
 
     output = Path(out).absolute() if out is not None else default_output_dir(base)
+    if base.mode in ("directory", "kustomize") and base.root is not None:
+        root = Path(base.root).resolve()
+        if root in output.resolve().parents:
+            raise OutputError(
+                f"{output}: inside the input directory {base.root}; kotsrewrite never writes"
+                " into its input (and a later run would read the midstream as input)",
+                hint="choose an --out outside it (the default is midstream/ beside it)",
+            )
     mark = time.perf_counter()
     files = render_plan(plan, base, out_dir=output, base_texts=read_base_texts(base))
     timings["render"] = time.perf_counter() - mark

@@ -204,3 +204,17 @@ def test_yaml_error_both_parsers_reject_reports_file_line(tmp_path: Path) -> Non
     assert code == 2
     assert "kotsrewrite: error: b.yaml:6: YAML error:" in err
     assert sorted(p.name for p in base.iterdir()) == ["a.yaml", "b.yaml"]
+
+
+@pytest.mark.parametrize("kustomization", [False, True])
+def test_output_inside_the_input_directory_is_refused(tmp_path: Path, kustomization: bool) -> None:
+    base = Path(shutil.copytree(FIX / "base", tmp_path / "base"))
+    if kustomization:
+        (base / "kustomization.yaml").write_text("resources: [apps/api.yaml, svc.yml]\n")
+    before = _tree(base)
+    code, _, err = _run(["rewrite", str(base), *ARGS, *KNOWN, "--out", str(base / "mid")])
+    assert code == 2
+    assert f"kotsrewrite: error: {base}/mid: inside the input directory {base}" in err
+    assert "hint: choose an --out outside it" in err
+    assert _tree(base) == before
+    assert sorted(p.name for p in base.iterdir()) == sorted({p.split("/")[0] for p in before})
