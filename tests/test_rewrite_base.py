@@ -218,3 +218,23 @@ def test_output_inside_the_input_directory_is_refused(tmp_path: Path, kustomizat
     assert "hint: choose an --out outside it" in err
     assert _tree(base) == before
     assert sorted(p.name for p in base.iterdir()) == sorted({p.split("/")[0] for p in before})
+
+
+def test_verify_base_of_a_single_file(tmp_path: Path) -> None:
+    app = tmp_path / "app.yaml"
+    app.write_bytes((FIX / "base" / "svc.yml").read_bytes())
+    out = tmp_path / "mid"
+    code, _, err = _run(["rewrite", str(app), *ARGS, "--proxy-all", "--out", str(out)])
+    assert code == 0, err
+    if KUBECTL is not None:
+        assert _run(["verify", str(out), "--base", str(app)])[0] == 0
+    from kotsrewrite._snapshot import snapshot_problems
+
+    assert snapshot_problems(out, app) == []
+    app.write_bytes(app.read_bytes() + b"# edited\n")
+    assert snapshot_problems(out, app) == [
+        f"{app}: changed since the midstream's snapshot; run kotsrewrite rewrite again on the base"
+    ]
+    assert snapshot_problems(out, tmp_path / "nope") == [
+        f"--base {tmp_path / 'nope'}: no such file or directory"
+    ]
