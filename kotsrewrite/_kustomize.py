@@ -36,6 +36,7 @@ from ._errors import InputError
 from ._manifests import (
     KUSTOMIZATION_FILES,
     Limits,
+    _Checker,
     _LineMark,
     _Loader,
     _new_yaml,
@@ -553,6 +554,7 @@ def _kustomization_fields(kfile: Path, display: str, limits: Limits) -> dict[str
             line=_line(nodes[-1]),
             hint="fix the kustomization file",
         )
+    _Checker(limits).check(display, nodes[0])  # duplicate keys, depth, alias bombs
     return _mapping(nodes[0])
 
 
