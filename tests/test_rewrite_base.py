@@ -206,7 +206,19 @@ def test_yaml_error_both_parsers_reject_reports_file_line(tmp_path: Path) -> Non
     assert sorted(p.name for p in base.iterdir()) == ["a.yaml", "b.yaml"]
 
 
-@pytest.mark.parametrize("kustomization", [False, True])
+@pytest.mark.parametrize(
+    "kustomization",
+    [
+        False,
+        pytest.param(
+            True,
+            marks=[
+                pytest.mark.kustomize,
+                pytest.mark.skipif(KUBECTL is None, reason="kubectl not installed"),
+            ],
+        ),
+    ],
+)
 def test_output_inside_the_input_directory_is_refused(tmp_path: Path, kustomization: bool) -> None:
     base = Path(shutil.copytree(FIX / "base", tmp_path / "base"))
     if kustomization:
