@@ -32,6 +32,7 @@ from ._errors import (
 from ._manifests import Limits, load_manifests, node_to_data
 from ._model import (
     Base,
+    Cause,
     Document,
     Evidence,
     ImageField,
@@ -73,6 +74,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Action",
     "Base",
+    "Cause",
     "Document",
     "Evidence",
     "FieldSpec",
