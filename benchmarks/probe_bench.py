@@ -198,6 +198,24 @@ def _cpu_children() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
+def _without(hooks: list[str]) -> None:
+    """Run the prober on the fallbacks of ``hooks`` (kotsrewrite/_registry/_compat.py), to
+    measure what each hook pays: ``plain-hpack`` (h2's Huffman-coding HPACK encoder kept),
+    ``asyncio-backend`` (httpcore's own anyio network backend instead of the asyncio one,
+    which reads ``StreamReader._buffer``)."""
+    from kotsrewrite._registry import _pools
+
+    if "plain-hpack" in hooks:
+        _pools.use_plain_hpack = lambda conn: True  # type: ignore[assignment]
+    if "asyncio-backend" in hooks:
+        init = _pools.OriginPool.__init__
+
+        def anyio_pool(self: Any, protocols: Any, key: Any, **kwargs: Any) -> None:
+            init(self, protocols, key, **{**kwargs, "network_backend": None})
+
+        _pools.OriginPool.__init__ = anyio_pool  # type: ignore[method-assign]
+
+
 def run(args: argparse.Namespace) -> int:
     import attrs
     import trustme
@@ -220,9 +238,11 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"probe_bench: {images_n} images over {len(KINDS)} registries, RTT {rtt:g} ms,"
         f" per-registry limit {per_registry}, load average {os.getloadavg()[0]:.2f}"
-        f" on {os.cpu_count()} CPUs",
+        f" on {os.cpu_count()} CPUs"
+        + (f", without {', '.join(args.without)}" if args.without else ""),
         flush=True,
     )
+    _without(args.without or [])
     print(
         "latency: Python relays in one child process"
         + (f" (kernel netem unavailable: {why_not_netem})" if why_not_netem else ""),
@@ -563,6 +583,12 @@ def main(argv: list[str] | None = None) -> int:
         help="repositories per token request (ProbeOptions'; 1: one each)",
     )
     parser.add_argument("--repeat", type=int, default=None, help="prober runs (default 3)")
+    parser.add_argument(
+        "--without",
+        action="append",
+        choices=("plain-hpack", "asyncio-backend"),
+        help="run the prober on a _compat hook's fallback (repeatable)",
+    )
     parser.add_argument("--quick", action="store_true", help="100 images, one prober run")
     parser.add_argument("--no-skopeo", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--profile", help=argparse.SUPPRESS)

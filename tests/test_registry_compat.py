@@ -22,10 +22,10 @@ import pytest
 
 from kotsrewrite._registry._compat import (
     PlainHpackEncoder,
-    httpx_error_for,
     reader_has_buffered_data,
     use_plain_hpack,
 )
+from kotsrewrite._registry._pools import httpx_error_for
 
 
 def test_reader_buffer_hook_sees_unread_bytes() -> None:

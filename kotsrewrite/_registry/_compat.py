@@ -11,8 +11,14 @@ attribute, a naming convention). Each one:
 
 Hooks that did not pay were removed rather than kept here: building ``httpx.URL`` from its
 parsed ``_uri_reference`` saved 12 us per manifest URL and 20 us per token URL (1-2 % of the
-prober's ~0.9 ms CPU per request), and ``asyncio.staggered`` gave way to
-``loop.create_connection(happy_eyeballs_delay=...)`` once uvloop was gone.
+prober's ~0.9 ms CPU per request), ``asyncio.staggered`` gave way to
+``loop.create_connection(happy_eyeballs_delay=...)`` once uvloop was gone, and the prober
+keeps its own transport and pools instead of reaching for ``AsyncClient._transport``,
+``AsyncHTTPTransport._pool`` and ``AsyncConnectionPool._network_backend``. Mapping httpcore's
+errors to httpx's uses a table of public classes (:data:`._pools.HTTPX_ERRORS`).
+
+``benchmarks/probe_bench.py --without HOOK`` runs the prober with a hook's fallback, to
+measure what it pays.
 """
 
 from __future__ import annotations
@@ -22,11 +28,9 @@ from typing import Any
 
 import hpack
 import httpcore
-import httpx
 
 __all__ = [
     "PlainHpackEncoder",
-    "httpx_error_for",
     "reader_has_buffered_data",
     "use_plain_hpack",
 ]
@@ -74,18 +78,3 @@ def reader_has_buffered_data(reader: asyncio.StreamReader) -> bool:
     closing is reused, and its next answer fails, which httpcore retries on a new one)."""
     buffer = getattr(reader, "_buffer", None)
     return bool(buffer)
-
-
-def httpx_error_for(exc: Exception) -> httpx.TransportError:
-    """The httpx error httpx's transport raises for an httpcore error (same class name, same
-    message), for requests sent to httpcore directly (:mod:`._send`; a quarter less CPU per
-    request than through the client in ``benchmarks/probe_bench.py``).
-
-    Internals: httpx's transport maps each httpcore exception to the httpx exception of the
-    same name (``httpx._transports.default.HTTPCORE_EXC_MAP``). Fallback: the generic
-    :class:`httpx.TransportError` (verdicts are the same; only the class name in the
-    evidence is less precise)."""
-    cls = getattr(httpx, type(exc).__name__, None)
-    if not (isinstance(cls, type) and issubclass(cls, httpx.TransportError)):
-        cls = httpx.TransportError
-    return cls(str(exc))

@@ -23,12 +23,13 @@ import httpcore
 import httpx
 
 from .._errors import InputError
-from ._compat import httpx_error_for, use_plain_hpack
+from ._compat import use_plain_hpack
 from ._network import AsyncioBackend
 from ._options import ProbeOptions
 
 __all__ = [
     "CORE_ERRORS",
+    "HTTPX_ERRORS",
     "USER_AGENT",
     "CoreByteStream",
     "H1AwareConnection",
@@ -38,6 +39,7 @@ __all__ = [
     "client_limits",
     "client_on",
     "host_port",
+    "httpx_error_for",
     "proxy_for",
     "ssl_context",
 ]
@@ -52,6 +54,34 @@ CORE_ERRORS = (
     httpcore.UnsupportedProtocol,
     httpcore.ProtocolError,
 )
+
+#: httpcore's exception -> httpx's of the same name, as httpx's transport maps them (most
+#: specific first; public classes on both sides).
+HTTPX_ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.ProxyError, httpx.ProxyError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+)
+
+
+def httpx_error_for(exc: Exception) -> httpx.TransportError:
+    """The httpx error httpx's transport raises for an httpcore error (same class name, same
+    message), for requests sent to httpcore directly."""
+    for core, mapped in HTTPX_ERRORS:
+        if isinstance(exc, core):
+            return mapped(str(exc))
+    return httpx.TransportError(str(exc))
 
 
 def ssl_context(options: ProbeOptions) -> ssl.SSLContext:

@@ -34,11 +34,10 @@ import httpx
 
 from .._auth import RealmRefusedError, is_forbidden_address
 from .._model import Cause
-from ._compat import httpx_error_for
 from ._evidence import MAX_CHALLENGE_EVIDENCE, ProbeLog, describe, reason_codes
 from ._failures import RefusedFailure, StatusFailure, TransportFailure
 from ._options import ProbeOptions
-from ._pools import CORE_ERRORS, USER_AGENT, CoreByteStream, PerOriginTransport
+from ._pools import CORE_ERRORS, USER_AGENT, CoreByteStream, PerOriginTransport, httpx_error_for
 
 __all__ = ["REDIRECT_STATUSES", "RegistryResponse", "Sender", "origin_of", "retry_after"]
 
