@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import attrs
 
-from .._model import Cause, Evidence, ProbeResult, ProbeStep
+from .._model import Cause, Evidence, ProbeCause, ProbeResult, ProbeStep
 from .._reference import ImageRef
 
 __all__ = ["MAX_CHALLENGE_EVIDENCE", "ProbeLog", "describe", "reason_codes", "result"]
@@ -68,9 +68,17 @@ class ProbeLog:
         )
 
     def failed(
-        self, step: str, method: str, url: str, elapsed_ms: float, error: str, attempt: int = 1
+        self,
+        step: str,
+        method: str,
+        url: str,
+        elapsed_ms: float,
+        error: str,
+        attempt: int = 1,
+        cause: ProbeCause | None = None,
     ) -> None:
-        """An exchange that got no answer (``error`` says why), or one we refused to send."""
+        """An exchange that got no answer (``error`` says why), or one we refused to send;
+        ``cause`` is the fact a user can act on, when known (the CLI turns it into a hint)."""
         self.steps.append(
             ProbeStep(
                 step=step,
@@ -80,6 +88,7 @@ class ProbeLog:
                 elapsed_ms=elapsed_ms,
                 error=error,
                 attempt=attempt,
+                cause=cause,
             )
         )
 

@@ -33,7 +33,7 @@ import httpcore
 import httpx
 
 from .._auth import RealmRefusedError, is_forbidden_address
-from .._model import Cause
+from .._model import Cause, ProbeCause
 from ._evidence import MAX_CHALLENGE_EVIDENCE, ProbeLog, describe, reason_codes
 from ._failures import RefusedFailure, StatusFailure, TransportFailure
 from ._options import ProbeOptions
@@ -285,9 +285,14 @@ class Sender:
                 except httpx.HTTPError as exc:
                     ms = (time.monotonic() - t0) * 1000.0
                     desc = describe(exc)
-                    log.failed(step, cur_method, str(cur_url), ms, desc, attempt)
-                    _log.debug("%s %s -> %s (%.0f ms)", cur_method, cur_url, desc, ms)
                     cause = transport_cause(exc)
+                    step_cause = None
+                    if cause is Cause.PLAIN_HTTP_TO_TLS:
+                        # A fact the user can act on (the CLI names the flag in a hint).
+                        desc = f"the server answered plain HTTP, not TLS ({desc})"
+                        step_cause = ProbeCause.PLAIN_HTTP
+                    log.failed(step, cur_method, str(cur_url), ms, desc, attempt, step_cause)
+                    _log.debug("%s %s -> %s (%.0f ms)", cur_method, cur_url, desc, ms)
                     kind = "transport error" if cause is Cause.TRANSPORT_ERROR else "TLS error"
                     if cause is not Cause.TRANSPORT_ERROR or attempt >= opts.max_attempts:
                         raise TransportFailure(
