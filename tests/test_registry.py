@@ -424,3 +424,49 @@ def test_verdict_function() -> None:
     assert ok == Decided(
         Cause.ANONYMOUS_TOKEN_PULL, "manifest HEAD 200 with anonymous token (cached)"
     )
+
+
+def _scoped_service(extra_scope: str, public: bool) -> Any:
+    """A registry (ECR Public-like) whose challenge names a scope not about a repository:
+    its tokens are good only when asked with that scope too."""
+    asked: list[list[str]] = []
+
+    def respond(req: ScriptedRequest, sock: socket.socket) -> None:
+        url = urllib.parse.urlsplit(req.path)
+        host = req.headers["host"]
+        chal = f'Bearer realm="http://{host}/token",service="svc",scope="{extra_scope}"'
+        if url.path == "/token":
+            scopes = urllib.parse.parse_qs(url.query).get("scope", [])
+            asked.append(scopes)
+            token = "good" if extra_scope in scopes else "bad"
+            sock.sendall(http_response(200, {}, json.dumps({"token": token}).encode()))
+        elif public and req.headers.get("authorization") == "Bearer good":
+            sock.sendall(http_response(200, MANIFEST))
+        else:
+            sock.sendall(http_response(401, {"WWW-Authenticate": chal}))
+
+    respond.asked = asked  # type: ignore[attr-defined]
+    return respond
+
+
+@pytest.mark.parametrize("public", [True, False])
+def test_a_registry_wide_challenge_scope_is_asked_by_every_repository(
+    servers: Callable[..., lab.ScriptedServer], public: bool
+) -> None:
+    # The first wave learns the challenge; the later probes fetch their tokens ahead with the
+    # cached challenge, which keeps "aws" (not a repository's scope): one token per
+    # repository, no second one.
+    service = _scoped_service("aws", public)
+    srv = servers(service)
+    refs = [ImageRef.parse(f"{srv.host}/team/app{i}:1") for i in range(6)]
+    opts = ProbeOptions(
+        insecure_registries=frozenset({srv.host}), per_registry=2, **{**FAST, "timeout": 10.0}
+    )
+    results = asyncio.run(probe(refs, opts))
+    want = Cause.ANONYMOUS_TOKEN_PULL if public else Cause.MANIFEST_DENIED
+    assert [r.evidence.cause for r in results] == [want] * 6, [r.evidence.reason for r in results]
+    assert len(service.asked) == 6
+    assert all("aws" in scopes for scopes in service.asked)
+    assert sorted(s for scopes in service.asked for s in scopes if s != "aws") == [
+        f"repository:team/app{i}:pull" for i in range(6)
+    ]

@@ -12,7 +12,8 @@ we agree to contact.
   HTTP, no link-local or metadata address (also after DNS), no credentials in the URL
   (:func:`kotsrewrite._auth.check_realm`).
 * Scopes: the repository's pull scope merged with the scopes the challenge named, as
-  containerd asks them (the server that asked decides what it needs).
+  containerd asks them (the server that asked decides what it needs); a registry's scopes
+  not about a repository (ECR Public's ``aws``) are kept for its next repositories.
 
 A failed fetch is a :class:`FailedToken` (a cause, a reason, its steps), shared like a token.
 """
@@ -77,8 +78,11 @@ class BearerChallenge:
 
     @property
     def endpoint(self) -> BearerChallenge:
-        """Realm and service only (what is cached per registry: scopes are per repository)."""
-        return BearerChallenge(self.realm, self.service) if self.scopes else self
+        """What is cached per registry for its next repositories: realm, service and the
+        scopes not about a repository (ECR Public names ``aws``); a ``repository:`` scope is
+        the asking repository's own (the next one asks for its own, or is challenged again)."""
+        kept = tuple(s for s in self.scopes if not s.startswith("repository:"))
+        return self if kept == self.scopes else BearerChallenge(self.realm, self.service, kept)
 
 
 @attrs.define
