@@ -19,6 +19,7 @@ import pytest
 import kotsrewrite
 from kotsrewrite import Cause, PullCredentials, PullStatus, parse_image
 from kotsrewrite._cli import main
+from kotsrewrite._probe import MANIFEST_ACCEPT
 from tests import lab
 
 pytestmark = pytest.mark.registry
@@ -128,6 +129,9 @@ def _midstream(tmp_path: Path, proxy: str, repl: str, extra_insecure: list[str])
     )  # fmt: skip
     _no_license(stdout, err)
     assert code == 1, err  # one image missing (and one denied with token auth)
+    # rewrite --verify --pull printed the same table verify --pull prints.
+    assert "\nPULL " in f"\n{stdout}" and "not_found" in stdout, stdout
+    assert "image(s) pullable with the pull secret's credentials" in err
     return out
 
 
@@ -413,3 +417,76 @@ def test_anonymous_probe_sends_only_tokens_it_fetched_anonymously(
                 assert scheme == "Bearer" and token in issued, value
     for req in lab_token_server.requests:
         assert "authorization" not in req.headers
+
+
+# -- the other answers ---------------------------------------------------------------------
+
+
+def _scripted_registry(after_auth: bytes) -> lab.Responder:
+    """Basic challenge without credentials; ``after_auth`` with them (405 to HEAD first)."""
+
+    def respond(req: lab.ScriptedRequest, sock: socket.socket) -> None:
+        if "authorization" not in req.headers:
+            sock.sendall(lab.http_response(401, {"WWW-Authenticate": 'Basic realm="p"'}))
+        elif req.method == "HEAD":
+            sock.sendall(lab.http_response(405))
+        else:
+            sock.sendall(after_auth)
+
+    return respond
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "cause"),
+    [
+        (
+            lab.http_response(
+                200, {"Content-Type": "application/vnd.oci.image.index.v1+json"}, b"{}"
+            ),
+            PullStatus.PULLABLE,
+            Cause.CREDENTIALED_PULL,
+        ),
+        (
+            lab.http_response(429, {"Retry-After": "100"}),
+            PullStatus.RATE_LIMITED,
+            Cause.RETRY_AFTER_TOO_LONG,
+        ),
+        (lab.http_response(404), PullStatus.NOT_FOUND, Cause.MANIFEST_NOT_FOUND),
+        (lab.http_response(403), PullStatus.DENIED, Cause.CREDENTIALS_DENIED),
+        (lab.http_response(503), PullStatus.UNREACHABLE, Cause.SERVER_ERROR),
+    ],
+    ids=["200", "429", "404", "403", "503"],
+)
+def test_head_then_get_on_405_and_each_status(
+    answer: bytes, status: PullStatus, cause: Cause
+) -> None:
+    with lab.scripted_server(_scripted_registry(answer)) as reg:
+        creds = PullCredentials.for_license(LICENSE, [reg.host])
+        ref = parse_image(f"{reg.host}/proxy/{SLUG}/a/b:1")
+        options = kotsrewrite.ProbeOptions(
+            insecure_registries=frozenset({reg.host}), timeout=5, backoff=0.01
+        )
+        (res,) = kotsrewrite.pull_check_sync([ref], creds, options)
+    assert (res.status, res.evidence.cause) == (status, cause), res.evidence.reason
+    first = reg.requests[0]
+    assert first.method == "HEAD" and "authorization" not in first.headers
+    accept = {a.strip() for a in first.headers["accept"].split(",")}
+    assert accept == set(MANIFEST_ACCEPT)
+    assert [r.method for r in reg.requests[1:3]] == ["HEAD", "GET"]
+    assert {r.headers.get("authorization") for r in reg.requests[1:]} == {
+        _basic("LICENSE_ID", LICENSE)
+    }
+    assert [s.method for s in res.evidence.steps][:3] == ["HEAD", "HEAD", "GET"]
+    _no_license(repr(res), json.dumps(res.to_json()))
+
+
+def test_a_registry_that_does_not_answer_is_unreachable() -> None:
+    port = lab.free_port()
+    creds = PullCredentials.for_license(LICENSE, [f"127.0.0.1:{port}"])
+    ref = parse_image(f"127.0.0.1:{port}/proxy/{SLUG}/a:1")
+    options = kotsrewrite.ProbeOptions(
+        insecure_registries=frozenset({f"127.0.0.1:{port}"}), timeout=3, backoff=0.01
+    )
+    (res,) = kotsrewrite.pull_check_sync([ref], creds, options)
+    assert res.status is PullStatus.UNREACHABLE
+    assert res.evidence.cause is Cause.TRANSPORT_ERROR and res.evidence.steps

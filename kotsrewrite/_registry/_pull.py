@@ -51,6 +51,7 @@ from ._evidence import ProbeLog, describe, reason_codes
 from ._failures import ProbeFailure, RefusedFailure
 from ._options import ProbeOptions, insecure_matches
 from ._pools import PerOriginTransport, client_limits, client_on, ssl_context
+from ._prober import MANIFEST_ACCEPT
 from ._schedule import Scheduler
 from ._send import RegistryResponse, Sender, origin_of
 from ._tokens import BearerChallenge
@@ -66,14 +67,7 @@ __all__ = [
     "registry_key",
 ]
 
-_ACCEPT = ", ".join(
-    (
-        "application/vnd.oci.image.index.v1+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-        "application/vnd.oci.image.manifest.v1+json",
-        "application/vnd.docker.distribution.manifest.v2+json",
-    )
-)
+_ACCEPT = ", ".join(MANIFEST_ACCEPT)
 _HUB_KEYS = frozenset(
     {"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"}
 )
