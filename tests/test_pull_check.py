@@ -490,3 +490,48 @@ def test_a_registry_that_does_not_answer_is_unreachable() -> None:
     (res,) = kotsrewrite.pull_check_sync([ref], creds, options)
     assert res.status is PullStatus.UNREACHABLE
     assert res.evidence.cause is Cause.TRANSPORT_ERROR and res.evidence.steps
+
+
+def test_over_https_with_a_token_service_of_its_own(
+    lab_ca: object, lab_ca_file: Path, tmp_path: Path
+) -> None:
+    """The usual shape of a real proxy: https registry, https token realm on another port,
+    no plain-HTTP opt-in anywhere (only --ca-file for the lab's CA)."""
+    if not lab.have_registry():
+        pytest.skip("docker-registry is not installed")
+    policy = {f"proxy/{SLUG}/ghcr.io/other/*": "empty"}
+    with (
+        lab.token_server(policy=policy, logins={"LICENSE_ID": LICENSE}, tls=lab_ca) as ts,
+        lab.registry(auth="token", token_server=ts, tls=lab_ca, workdir=tmp_path / "r") as reg,
+    ):
+        _push_proxied(reg, denied=True)
+        base = tmp_path / "base"
+        base.mkdir()
+        (base / "pod.yaml").write_text(_pod("app", list(UPSTREAM.values())))
+        mid = tmp_path / "mid"
+        code, _, err = run(
+            "rewrite", str(base), "--offline", "--app-slug", SLUG, "--license-id", LICENSE,
+            "--proxy-host", reg.host, "--replicated-registry", "registry.example.test",
+            "--out", str(mid),
+        )  # fmt: skip
+        assert code == 0, err
+        code, out, err = run(
+            "verify", str(mid), "--pull", "--format", "json", "--ca-file", str(lab_ca_file)
+        )
+        _no_license(out, err)
+        assert code == 1
+        doc = json.loads(out)
+        p = f"{reg.host}/proxy/{SLUG}"
+        assert _statuses(doc) == {
+            f"{p}/{PROXIED['api']}:1.0": "pullable",
+            f"{p}/{PROXIED['redis']}:7": "pullable",
+            f"{p}/{PROXIED['missing']}:1.0": "not_found",
+            f"{p}/{PROXIED['denied']}:2": "denied",
+        }
+        steps = [s["url"] for pull in doc["pull"] for s in pull["evidence"]["steps"]]
+        assert steps and all(u.startswith("https://127.0.0.1:") for u in steps)
+        assert any(u.startswith(ts.realm) for u in steps)
+        tokens = list(ts.requests)
+        assert tokens and all(
+            r.headers.get("authorization") == _basic("LICENSE_ID", LICENSE) for r in tokens
+        )

@@ -147,8 +147,11 @@ class PullCredentials:
         return self.logins.get(registry_key(ref.registry))
 
     def secrets(self) -> tuple[str, ...]:
-        """Every password (to scrub from text that must never show one)."""
-        return tuple(sorted({login.password for login in self.logins.values()}, key=len)[::-1])
+        """Every password, and every Basic value holding one (to scrub from text that must
+        never show one), longest first."""
+        found = {login.password for login in self.logins.values()}
+        found |= {login.basic().partition(" ")[2] for login in self.logins.values()}
+        return tuple(sorted(found, key=len, reverse=True))
 
 
 class PullStatus(enum.StrEnum):
@@ -359,14 +362,17 @@ class PullChecker:
         headers = {"Accept": _ACCEPT}
         tokens: dict[str, str] = {}
         sent = "without credentials"
+        tried: set[str] = set()
+        """Schemes already answered in this check (each is tried once)."""
         if scheme is not None and scheme.basic:
             headers["Authorization"] = login.basic()
             sent = "with Basic credentials"
+            tried.add("basic")
         elif scheme is not None and scheme.bearer is not None:
             tokens[base] = await self._token(log, scheme.bearer, repo, login, base)
             sent = "with a token fetched with the credentials"
+            tried.add("bearer")
         method = "HEAD"
-        tried: set[str] = set()
         while True:
             resp = await self._sender.exchange(
                 log,
