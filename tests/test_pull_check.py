@@ -535,3 +535,30 @@ def test_over_https_with_a_token_service_of_its_own(
         assert tokens and all(
             r.headers.get("authorization") == _basic("LICENSE_ID", LICENSE) for r in tokens
         )
+
+
+def test_one_checker_two_licenses_share_nothing(
+    proxy_token: lab.Registry, license_tokens: lab.TokenServer
+) -> None:
+    """Tokens are cached per login (not per user name: every license is ``LICENSE_ID``), and
+    results per call."""
+    import asyncio
+
+    from kotsrewrite._registry._pull import PullChecker
+
+    ref = parse_image(f"{proxy_token.host}/proxy/{SLUG}/{PROXIED['api']}:1.0")
+    realm_host = f"127.0.0.1:{license_tokens.port}"
+    options = kotsrewrite.ProbeOptions(
+        insecure_registries=frozenset({proxy_token.host, realm_host})
+    )
+
+    async def both() -> list[PullStatus]:
+        async with PullChecker(options) as checker:
+            out = []
+            for lic in ("lic-wrong-" + secrets.token_hex(4), LICENSE, "lic-other"):
+                creds = PullCredentials.for_license(lic, [proxy_token.host])
+                (res,) = await checker.check([ref], creds)
+                out.append(res.status)
+            return out
+
+    assert asyncio.run(both()) == [PullStatus.DENIED, PullStatus.PULLABLE, PullStatus.DENIED]

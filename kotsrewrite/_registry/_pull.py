@@ -259,14 +259,16 @@ class PullChecker:
         self._sender = Sender(self.options, self._client, own, credentialed=True)
         self._scheduler = Scheduler(self.options)
         self._schemes: dict[str, _Scheme] = {}
-        self._tokens: dict[tuple[str, str | None, str, str], asyncio.Future[str]] = {}
-        self._inflight: dict[tuple[str, str, str], asyncio.Future[PullResult]] = {}
+        self._tokens: dict[tuple[str, str | None, str, Login], asyncio.Future[str]] = {}
+        """(realm, service, repository, login) -> its token (a login, not a user name: two
+        licenses share the user name ``LICENSE_ID``)."""
+        self._running: set[asyncio.Future[PullResult]] = set()
 
     async def __aenter__(self) -> PullChecker:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        futures: list[asyncio.Future[Any]] = [*self._inflight.values(), *self._tokens.values()]
+        futures: list[asyncio.Future[Any]] = [*self._running, *self._tokens.values()]
         pending = [f for f in futures if not f.done()]
         for fut in pending:
             fut.cancel()
@@ -295,12 +297,15 @@ class PullChecker:
         refs = list(images)
         scrub = credentials.secrets()
         futures = []
+        inflight: dict[tuple[str, str, str], asyncio.Future[PullResult]] = {}
         for ref in refs:
             key = (self._base(ref), ref.repository, ref.manifest_reference)
-            fut = self._inflight.get(key)
+            fut = inflight.get(key)
             if fut is None:
                 login = credentials.login_for(ref)
-                fut = self._inflight[key] = asyncio.ensure_future(self._run(key, ref, login, scrub))
+                fut = inflight[key] = asyncio.ensure_future(self._run(key, ref, login, scrub))
+                self._running.add(fut)
+                fut.add_done_callback(self._running.discard)
             futures.append(fut)
         out = []
         for ref, fut in zip(refs, futures, strict=True):
@@ -440,7 +445,7 @@ class PullChecker:
     ) -> str:
         """A token for ``repo`` from ``challenge``'s realm, asked with ``login`` (single
         flight and cached per realm, service, scope and user for this run)."""
-        key = (challenge.realm, challenge.service, repo, login.username)
+        key = (challenge.realm, challenge.service, repo, login)
         fut = self._tokens.get(key)
         if fut is None or (fut.done() and (fut.cancelled() or fut.exception() is not None)):
             fut = self._tokens[key] = asyncio.ensure_future(
