@@ -21,7 +21,10 @@
   the password is its license ID and the hosts exactly its two hosts);
 * every object carries the ``kots.io/app-slug`` annotation.
 
-Problems are returned as one line each; no line ever contains the license ID.
+Problems are returned as one line each; no line ever contains the license ID. The result also
+names the images a pull check (:func:`~kotsrewrite.pull_check`, ``verify --pull``) asks for,
+with the pull secrets' logins: every built image on a host of the midstream's pull secret, and
+every one on a registry whose credentials are in a pull secret its PodSpec lists.
 """
 
 from __future__ import annotations
