@@ -77,8 +77,8 @@ class ProbeLog:
         attempt: int = 1,
         cause: ProbeCause | None = None,
     ) -> None:
-        """An exchange that got no answer (``error`` says why), or one we refused to send;
-        ``cause`` is the fact a user can act on, when known (the CLI turns it into a hint)."""
+        """An exchange that got no answer (``error`` says why; ``cause`` when the user can act
+        on it, e.g. a server speaking plain HTTP), or one we refused to send."""
         self.steps.append(
             ProbeStep(
                 step=step,

@@ -296,7 +296,7 @@ class Sender:
                     cause = transport_cause(exc)
                     step_cause = None
                     if cause is Cause.PLAIN_HTTP_TO_TLS:
-                        # A fact the user can act on (the CLI names the flag in a hint).
+                        # the step records it for the CLI's hint (ProbeStep.cause)
                         desc = f"the server answered plain HTTP, not TLS ({desc})"
                         step_cause = ProbeCause.PLAIN_HTTP
                     log.failed(step, cur_method, str(cur_url), ms, desc, attempt, step_cause)
