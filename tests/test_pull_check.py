@@ -562,3 +562,36 @@ def test_one_checker_two_licenses_share_nothing(
             return out
 
     assert asyncio.run(both()) == [PullStatus.DENIED, PullStatus.PULLABLE, PullStatus.DENIED]
+
+
+def test_the_prober_slots_bound_the_pull_check() -> None:
+    """The same per-registry limit as probing: never more than ``per_registry`` requests in
+    flight against one registry, and more than one (the checks do run concurrently)."""
+    import threading
+    import time
+
+    lock = threading.Lock()
+    now = [0]
+    peak = [0]
+
+    def respond(req: lab.ScriptedRequest, sock: socket.socket) -> None:
+        with lock:
+            now[0] += 1
+            peak[0] = max(peak[0], now[0])
+        time.sleep(0.05)
+        with lock:
+            now[0] -= 1  # before answering: the client may send its next request at once
+        if "authorization" not in req.headers:
+            sock.sendall(lab.http_response(401, {"WWW-Authenticate": 'Basic realm="p"'}))
+        else:
+            sock.sendall(lab.http_response(404))
+
+    with lab.scripted_server(respond) as reg:
+        creds = PullCredentials.for_license(LICENSE, [reg.host])
+        refs = [parse_image(f"{reg.host}/proxy/{SLUG}/img{i}:1") for i in range(12)]
+        options = kotsrewrite.ProbeOptions(
+            insecure_registries=frozenset({reg.host}), per_registry=3, timeout=10
+        )
+        results = kotsrewrite.pull_check_sync(refs, creds, options)
+    assert {r.status for r in results} == {PullStatus.NOT_FOUND}
+    assert 1 < peak[0] <= 3, peak[0]
