@@ -21,6 +21,8 @@ Verdicts can come from a KOTS Installation or an earlier report instead of probi
 proxy-public-images setting from KOTS License and Application files (:func:`load_license`,
 :func:`load_application`). Errors a user can cause are :class:`InputError` (with ``file``,
 ``line`` and ``hint``); :class:`PolicyError` is a refusal under ``on_unknown="fail"``.
+Whether a customer can pull each built image with the pull secret's credentials (the license):
+:func:`pull_check` (a separate, credentialed path; probing never sends credentials).
 """
 
 from ._discovery import find_images
@@ -69,6 +71,14 @@ from ._plan import (
 from ._postrender import dump_documents, post_render
 from ._probe import ProbeOptions, Prober, probe, probe_sync
 from ._reference import ImageRef, parse_image
+from ._registry._pull import (
+    Login,
+    PullCredentials,
+    PullResult,
+    PullStatus,
+    pull_check,
+    pull_check_sync,
+)
 from ._render import render_plan
 from ._report import build_report, load_known_images
 from ._rewrite import RewriteResult, rewrite
@@ -96,6 +106,7 @@ __all__ = [
     "KotsRewriteError",
     "Limits",
     "Location",
+    "Login",
     "OnUnknown",
     "OnUnplaced",
     "Origin",
@@ -113,7 +124,10 @@ __all__ = [
     "ProbeResult",
     "ProbeStep",
     "Prober",
+    "PullCredentials",
+    "PullResult",
     "PullSecret",
+    "PullStatus",
     "Rename",
     "Resource",
     "RewriteOptions",
@@ -138,6 +152,8 @@ __all__ = [
     "post_render",
     "probe",
     "probe_sync",
+    "pull_check",
+    "pull_check_sync",
     "render_plan",
     "rewrite",
     "verify_midstream",

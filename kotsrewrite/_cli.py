@@ -565,6 +565,12 @@ def _add_rewrite(sub: argparse._SubParsersAction[_Parser]) -> None:
         action="store_true",
         help="after writing, build the midstream with kustomize and check it (exit 1 if wrong)",
     )
+    p.add_argument(
+        "--pull",
+        action="store_true",
+        help="with --verify: also ask the proxy (and every registry the pull secrets cover)"
+        " for each image's manifest with the secret's credentials (exit 1 unless all pullable)",
+    )
     p.set_defaults(run=_run_rewrite)
 
 
@@ -722,10 +728,15 @@ def _run_rewrite(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         else:
             _write_report(args.report, text)
     err.write(f"kotsrewrite: {result.summary()}\n")
+    if getattr(args, "pull", False) and not getattr(args, "verify", False):
+        err.write("kotsrewrite: warning: --pull does nothing without --verify\n")
     if getattr(args, "verify", False) and result.written:
         from ._verify import verify_midstream
 
-        return _print_verify(verify_midstream(result.output, result.plan), out, err)
+        checked = verify_midstream(result.output, result.plan)
+        if args.pull:
+            return _verify_and_pull(checked, args, probe_options, None, out, err)
+        return _print_verify(checked, out, err)
     return 0
 
 
@@ -829,6 +840,30 @@ def _add_verify(sub: argparse._SubParsersAction[_Parser]) -> None:
         help="the base the midstream was made from: report files added, changed or removed"
         " since (or a midstream made from another base)",
     )
+    p.add_argument(
+        "--pull",
+        action="store_true",
+        help="also ask the proxy and the Replicated registry (and every registry whose"
+        " credentials a PodSpec's pull secret holds) for each built image's manifest with"
+        " those credentials: pullable, denied, not_found, rate_limited or unreachable"
+        " (exit 1 unless all pullable)",
+    )
+    p.add_argument(
+        "--license-id",
+        metavar="ID",
+        help="with --pull: the license to pull with (username LICENSE_ID) instead of the"
+        " pull secret's",
+    )
+    p.add_argument(
+        "--license", metavar="FILE", help="with --pull: KOTS License YAML giving the license ID"
+    )
+    p.add_argument(
+        "--format",
+        choices=("table", "json"),
+        default="table",
+        help="pull results as a table or JSON (default: table)",
+    )
+    _add_transport_options(p)
     p.set_defaults(run=_run_verify)
 
 
@@ -842,8 +877,67 @@ def _print_verify(result: Any, out: TextIO, err: TextIO) -> int:
 def _run_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from ._verify import verify_midstream
 
+    license_id = args.license_id
+    if args.license and not license_id:
+        from ._errors import InputError
+        from ._kots import load_license
+
+        license_id = load_license(args.license).license_id
+        if not license_id:
+            raise InputError(
+                "the License has no spec.licenseID",
+                file=args.license,
+                hint="pass --license-id ID, or give the License file from the vendor portal",
+            )
+    if (license_id or args.format == "json") and not args.pull:
+        err.write("kotsrewrite: warning: --license-id, --license and --format need --pull\n")
+    options = _probe_options(args)
     result = verify_midstream(args.directory, namespace=args.namespace, base=args.base)
-    return _print_verify(result, out, err)
+    if not args.pull:
+        return _print_verify(result, out, err)
+    return _verify_and_pull(result, args, options, license_id, out, err)
+
+
+def _verify_and_pull(
+    result: Any,
+    args: argparse.Namespace,
+    options: Any,
+    license_id: str | None,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    """Print verify's problems, then check each image's pull with the pull secrets' (or the
+    given license's) credentials; 1 when a problem was found or an image is not pullable."""
+    from ._registry._pull import PullCredentials, pull_check_sync
+
+    credentials = result.pull_credentials
+    if license_id:
+        credentials = PullCredentials.for_license(license_id, result.pull_hosts).merged(credentials)
+    results = pull_check_sync(result.pull_images, credentials, options)
+    bad = [r for r in results if not r.pullable]
+    if getattr(args, "format", "table") == "json":
+        doc = {
+            "directory": str(result.directory),
+            "ok": result.ok and not bad,
+            "problems": list(result.problems),
+            "pull": [r.to_json() for r in results],
+        }
+        out.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        for problem in result.problems:
+            out.write(f"{problem}\n")
+        if results:
+            width = max(len(r.image.original) for r in results)
+            out.write(f"{'PULL':<13}{'IMAGE':<{width + 2}}REASON\n")
+            for r in results:
+                out.write(f"{r.status!s:<13}{r.image.original:<{width + 2}}{r.evidence.reason}\n")
+    err.write(f"kotsrewrite: verify: {result.summary()}\n")
+    err.write(
+        f"kotsrewrite: verify --pull: {len(results) - len(bad)} of {len(results)} image(s)"
+        " pullable with the pull secret's credentials\n"
+    )
+    _write_cause_hints([r.evidence for r in bad], err)
+    return 0 if result.ok and not bad else 1
 
 
 # --------------------------------------------------------------------------------------------

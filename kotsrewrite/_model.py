@@ -344,6 +344,14 @@ class Cause(enum.StrEnum):
     """The token endpoint answered 2xx without a usable token."""
     INTERNAL_ERROR = "internal_error"
     """An unexpected error inside the prober (a bug): the registry proved nothing."""
+    CREDENTIALED_PULL = "credentialed_pull"
+    """Pull check: the manifest answered 2xx to the pull secret's credentials (Basic, or a
+    token fetched with them)."""
+    CREDENTIALS_DENIED = "credentials_denied"
+    """Pull check: 401/403 (or ``DENIED``) with the credentials, from the registry or its
+    token service: the registry is not linked, or the license has no access."""
+    NO_CREDENTIALS = "no_credentials"
+    """Pull check: no credentials for the image's registry."""
 
     @property
     def verdict(self) -> Verdict:

@@ -24,7 +24,10 @@
   the password is its license ID and the hosts exactly its two hosts);
 * every object carries the ``kots.io/app-slug`` annotation.
 
-Problems are returned as one line each; no line ever contains the license ID.
+Problems are returned as one line each; no line ever contains the license ID. The result also
+names the images a pull check (:func:`~kotsrewrite.pull_check`, ``verify --pull``) asks for,
+with the pull secrets' logins: every built image on a host of the midstream's pull secret, and
+every one on a registry whose credentials are in a pull secret its PodSpec lists.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from ._errors import InputError, shown_path
 from ._placement import covering_placement
 from ._plan import Plan, Rename
 from ._reference import ImageRef
+from ._registry._pull import Login, PullCredentials, registry_key
 from ._schema import Pruner, crd_names, pruner_for
 
 __all__ = ["VerifyResult", "kustomize_build", "kustomize_command", "verify_midstream"]
@@ -70,6 +74,15 @@ class VerifyResult:
     images_checked: int = 0
     pod_specs_checked: int = 0
     secrets_checked: int = 0
+    pull_images: tuple[ImageRef, ...] = ()
+    """The distinct built images a pull check asks for (:func:`~kotsrewrite.pull_check`):
+    those on the pull secret's hosts (the proxy, the Replicated registry, custom domains
+    included), and those on any registry whose credentials are in a pull secret their PodSpec
+    lists."""
+    pull_hosts: tuple[str, ...] = ()
+    """The hosts of the midstream's own pull secret (the proxy and the Replicated registry)."""
+    pull_credentials: PullCredentials = attrs.field(factory=PullCredentials, repr=False, eq=False)
+    """The logins of those pull secrets, per host (never shown)."""
 
     @property
     def ok(self) -> bool:
@@ -331,6 +344,9 @@ class _Checker:
         self.pod_specs = 0
         self.secrets = 0
         self.objects = 0
+        self.pull_images: dict[str, ImageRef] = {}
+        self.pull_hosts: set[str] = set()
+        self.pull_logins: dict[str, Login] = {}
 
     def shown(self, file: str) -> str:
         """A file of the midstream as the user can open it (the directory as they gave it)."""
@@ -392,6 +408,7 @@ class _Checker:
         self.check_images(base, built, renames, fields)
         hosts = self.check_secrets(built, secret, renames)
         self.check_pod_specs(built, secret, hosts)
+        self.collect_pulls(built, hosts)
         for obj in built:
             meta = obj.get("metadata") or {}
             if (meta.get("annotations") or {}).get(_ANNOTATION) != slug:
@@ -459,6 +476,10 @@ class _Checker:
                 continue
             seen = {str(h).lower() for h in auths}
             hosts |= seen
+            with contextlib.suppress(InputError):
+                own = PullCredentials.from_docker_config(config).logins
+                for host, login in own.items():
+                    self.pull_logins.setdefault(host, login)
             for host in sorted(required - seen):
                 self.problem(f"{where}: auths has no entry for {host}")
             if self.plan is not None and seen - required:
@@ -481,6 +502,45 @@ class _Checker:
                         f"{where}: auths {host} auth is not base64 of LICENSE_ID:<password>"
                     )
         return hosts | required
+
+    def collect_pulls(self, built: list[dict[str, Any]], hosts: set[str]) -> None:
+        """The images a pull check asks for, and the logins it uses (see :class:`VerifyResult`)."""
+        self.pull_hosts = {registry_key(h) for h in hosts}
+        secrets: dict[tuple[str | None, str], dict[str, Login]] = {}
+        for obj in built:
+            if obj.get("kind") != "Secret":
+                continue
+            try:
+                raw = base64.b64decode(str((obj.get("data") or {}).get(".dockerconfigjson")))
+                logins = PullCredentials.from_docker_config(json.loads(raw)).logins
+            except (binascii.Error, ValueError, InputError):
+                continue
+            secrets[(_key(obj)[2] or None, _key(obj)[3])] = dict(logins)
+        for obj in built:
+            if obj.get("kind") == "CustomResourceDefinition":
+                continue
+            ns = _key(obj)[2] or None
+            for _, spec in _pod_specs(obj):
+                names = [
+                    str(s.get("name"))
+                    for s in spec.get("imagePullSecrets") or []
+                    if isinstance(s, dict)
+                ]
+                usable: dict[str, Login] = {}
+                for name in names:
+                    found = secrets.get((ns, name)) or secrets.get((None, name)) or {}
+                    for host, login in found.items():
+                        usable.setdefault(host, login)
+                for _, image in _image_sites(spec):
+                    try:
+                        ref = ImageRef.parse(image)
+                    except Exception:
+                        continue
+                    host = registry_key(ref.registry)
+                    if host in self.pull_hosts or host in usable:
+                        self.pull_images.setdefault(image, ref)
+                        if host in usable and host not in self.pull_hosts:
+                            self.pull_logins.setdefault(host, usable[host])
 
     def check_pod_specs(self, built: list[dict[str, Any]], secret: str, hosts: set[str]) -> None:
         needed: dict[str | None, str] = {}
@@ -630,4 +690,7 @@ def verify_midstream(
         images_checked=checker.images,
         pod_specs_checked=checker.pod_specs,
         secrets_checked=checker.secrets,
+        pull_images=tuple(checker.pull_images.values()),
+        pull_hosts=tuple(sorted(checker.pull_hosts)),
+        pull_credentials=PullCredentials(checker.pull_logins),
     )

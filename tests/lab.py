@@ -155,6 +155,7 @@ class TokenServer:
         port: int = 0,
         tls: Any = None,
         key_pem: bytes | None = None,
+        logins: Mapping[str, str] | None = None,
     ) -> None:
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes, serialization
@@ -163,6 +164,9 @@ class TokenServer:
 
         self.policy: dict[str, str] = dict(policy or {})
         self.default = default
+        self.logins: dict[str, str] = dict(logins or {})
+        """user -> password: when given, every token request must carry one of these as
+        Basic credentials (a proxy's token service asking for the license), else 401."""
         self.expires_in = expires_in
         self.requests: list[RecordedRequest] = []
         self.issued: list[str] = []
@@ -257,6 +261,17 @@ class TokenServer:
         with self._lock:
             self.requests.append(req)
 
+    def _basic_ok(self, header: str | None) -> bool:
+        """Whether ``header`` is Basic credentials of one of :attr:`logins`."""
+        scheme, _, value = (header or "").partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            user, _, password = base64.b64decode(value).decode().partition(":")
+        except ValueError:
+            return False
+        return self.logins.get(user) == password and bool(password)
+
     def _handler(self) -> type[http.server.BaseHTTPRequestHandler]:
         outer = self
 
@@ -289,6 +304,9 @@ class TokenServer:
                 )
                 access: list[dict[str, Any]] = []
                 refuse = False
+                if outer.logins and not outer._basic_ok(self.headers.get("Authorization")):
+                    query = {}
+                    refuse = True
                 for scope in query.get("scope", []):
                     kind, _, rest = scope.partition(":")
                     name, _, _actions = rest.rpartition(":")
@@ -454,7 +472,9 @@ class Registry:
         workdir: str | Path | None = None,
         port: int | None = None,
         log_level: str = "error",
+        users: Mapping[str, str] | None = None,
     ) -> None:
+        """``users``: more htpasswd logins (user -> password) beside the push user."""
         if auth not in ("none", "htpasswd", "token"):
             raise ValueError(f"unknown auth mode {auth!r}")
         if auth == "token" and token_server is None:
@@ -488,6 +508,12 @@ class Registry:
                 check=True,
                 capture_output=True,
             )
+            for user, password in (users or {}).items():
+                subprocess.run(
+                    ["htpasswd", "-Bb", "-C", "4", str(pw), user, password],
+                    check=True,
+                    capture_output=True,
+                )
             cfg["auth"] = {"htpasswd": {"realm": "lab", "path": str(pw)}}
         elif auth == "token":
             assert token_server is not None

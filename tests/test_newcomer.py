@@ -529,8 +529,9 @@ def test_a_typo_gets_the_closest_option(argv: list[str], hint: str) -> None:
         (["--offline", "rewrite", "x"], "--offline goes after the command: kotsrewrite rewrite"),
         (["images", "x", "--app-slug", "a"], "--app-slug is an option of rewrite and post-render"),
         (
-            ["verify", "x", "--timeout=3"],
-            "--timeout is an option of probe, rewrite and post-render",
+            # (verify takes the transport options since --pull: --timeout is one of its own)
+            ["verify", "x", "--on-unknown=fail"],
+            "--on-unknown is an option of probe, rewrite and post-render",
         ),
     ],
 )

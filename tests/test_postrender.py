@@ -238,7 +238,7 @@ def test_post_render_shares_every_rewrite_option() -> None:
     def flags(name: str) -> set[str]:
         return {o for a in choices[name]._actions for o in a.option_strings}
 
-    rewrite_only = {"--out", "--force", "--dry-run", "--verify", "--quiet", "--verbose"}
+    rewrite_only = {"--out", "--force", "--dry-run", "--verify", "--pull", "--quiet", "--verbose"}
     rewrite_only |= {"-q", "-v", "-h", "--help"}
     assert flags("rewrite") - rewrite_only <= flags("post-render")
 

@@ -221,8 +221,13 @@ class Sender:
         options: ProbeOptions,
         client: httpx.AsyncClient,
         transport: PerOriginTransport | None,
+        *,
+        credentialed: bool = False,
     ) -> None:
         self.options = options
+        self.credentialed = credentialed
+        """Whether a caller may hand :meth:`exchange` an ``Authorization`` header (only the
+        pull check's sender, :mod:`._pull`; the anonymous prober's never may)."""
         self._client = client
         self._transport = transport
         """The prober's own network (``None``: requests go through :attr:`_client`)."""
@@ -255,6 +260,9 @@ class Sender:
         429 (those are retried or followed); steps go to ``log``. ``tokens`` maps an origin
         to the Bearer token sent to it (and to no other)."""
         opts = self.options
+        if not self.credentialed and any(k.lower() == "authorization" for k in headers):
+            # The anonymous path sends no credential: only tokens it fetched itself.
+            raise ValueError("an anonymous sender sends no Authorization header")
         attempt = 0
         while True:
             attempt += 1
