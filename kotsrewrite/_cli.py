@@ -13,6 +13,8 @@ import argparse
 import contextlib
 import io
 import json
+import os
+import select
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
@@ -723,6 +725,117 @@ class _QuietStream(io.TextIOBase):
         self._target.flush()
 
 
+class _OutputClosed(Exception):
+    """The reader of our standard output went away (a closed pipe)."""
+
+
+class _OutputFailed(Exception):
+    """Writing our standard output failed for another reason (e.g. a full disk)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(error.strerror or str(error))
+
+
+class _Output(io.TextIOBase):
+    """The command's output stream: every byte written, or a clear failure.
+
+    Writes to a file descriptor go straight to ``os.write`` in a loop until all of it is
+    written: a write to a pipe may return short (a signal, or io_uring task work, interrupts
+    it), and CPython's unbuffered text stdout (``PYTHONUNBUFFERED=1``) drops what a short write
+    left unwritten. The descriptor is made blocking before each flush (an event loop, or
+    another process sharing the pipe, may have made it non-blocking). A closed pipe raises
+    :class:`_OutputClosed`, any other error :class:`_OutputFailed`. Other streams (tests) are
+    written through, with the same two errors.
+    """
+
+    _CHUNK = 64 * 1024
+
+    def __init__(self, target: TextIO, fd: int | None) -> None:
+        self._target = target
+        self._fd = fd
+        self._pending = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return self._target.isatty()
+
+    def write(self, text: str) -> int:
+        if self._fd is None:
+            self._guard(lambda: self._target.write(text))
+            return len(text)
+        self._pending += text.encode("utf-8")
+        if len(self._pending) >= self._CHUNK:
+            self.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        if self._fd is None:
+            self._guard(self._target.flush)
+            return
+        self._guard(self._drain)
+
+    def _drain(self) -> None:
+        assert self._fd is not None
+        if self._pending and not os.get_blocking(self._fd):
+            os.set_blocking(self._fd, True)
+        view = memoryview(self._pending)
+        done = 0
+        try:
+            while done < len(view):
+                try:
+                    done += os.write(self._fd, view[done:])
+                except BlockingIOError:  # made non-blocking again meanwhile: wait for room
+                    select.select([], [self._fd], [])
+        finally:
+            view.release()
+            del self._pending[:done]
+
+    @staticmethod
+    def _guard(action: Callable[[], object]) -> None:
+        try:
+            action()
+        except BrokenPipeError:
+            raise _OutputClosed() from None
+        except OSError as exc:
+            raise _OutputFailed(exc) from None
+
+    @classmethod
+    def for_stdout(cls) -> _Output:
+        """``sys.stdout`` as an :class:`_Output` (by its descriptor when it has one)."""
+        stream = sys.stdout
+        try:
+            stream.flush()
+            fd: int | None = stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            fd = None
+        return cls(stream, fd)
+
+
+def _license_values(arguments: Sequence[str]) -> list[str]:
+    """Values given to anything that looks like ``--license-id`` (misspelt, abbreviated, or on
+    a command without it), as ``--flag VALUE`` or ``--flag=VALUE``."""
+    values: list[str] = []
+    for i, token in enumerate(arguments):
+        name, sep, value = token.partition("=")
+        name = name.lower()
+        if not name.startswith("--lic"):
+            continue
+        if sep:
+            values.append(value)  # --license=FILE too: harmless to hide, and may be an ID
+        elif not "--license".startswith(name) and i + 1 < len(arguments):
+            values.append(arguments[i + 1])
+    return [v for v in values if v]
+
+
+def _scrub_argv(text: str, arguments: Sequence[str]) -> str:
+    """``text`` without the license ID values found in ``arguments``."""
+    for value in sorted(_license_values(arguments), key=len, reverse=True):
+        text = text.replace(value, "<license ID>")
+    return text
+
+
 def _scrub(text: str, args: argparse.Namespace) -> str:
     secret = getattr(args, "license_id", None)
     return text.replace(secret, "<license ID>") if secret else text
@@ -733,21 +846,42 @@ def main(
 ) -> int:
     """Run the command line; returns the exit code (never calls ``sys.exit`` itself).
 
-    Exit codes: 0 ok; 1 policy failure (``--on-unknown fail``, ``verify`` found problems) or an
-    internal error (a bug: one line asking for a report, the traceback with ``--verbose``);
-    2 bad input or usage (one ``kotsrewrite: error:`` line naming the file:line or flag, then
-    a ``hint:`` line); 130 interrupted.
+    Exit codes: 0 ok; 1 policy failure (``--on-unknown fail``, ``verify`` found problems), an
+    error writing stdout (one ``kotsrewrite: error:`` line), or an internal error (a bug: one
+    line asking for a report, the traceback with ``--verbose``); 2 bad input or usage (one
+    ``kotsrewrite: error:`` line naming the file:line or flag, then a ``hint:`` line); 130
+    interrupted; 141 stdout closed by its reader (e.g. ``| head``; nothing printed), as a
+    process ended by SIGPIPE.
     """
-    out = stdout if stdout is not None else sys.stdout
+    out = _Output(stdout, None) if stdout is not None else _Output.for_stdout()
     err = stderr if stderr is not None else sys.stderr
-    parser = build_parser()
     try:
-        # argparse prints --help and usage errors on sys.stdout/sys.stderr: send them to ours.
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            args, extra = parser.parse_known_args(argv)
+        code = _main(argv, out, err)
+        out.flush()
+        return code
+    except _OutputClosed:  # the reader is gone (`| head`): end quietly, as SIGPIPE would
+        return 141
+    except _OutputFailed as exc:
+        err.write(f"kotsrewrite: error: cannot write the output to stdout: {exc}\n")
+        return 1
+    finally:
+        with contextlib.suppress(OSError):
+            err.flush()
+
+
+def _main(argv: Sequence[str] | None, out: Any, err: Any) -> int:
+    parser = build_parser()
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    usage = io.StringIO()
+    try:
+        # argparse prints --help and usage errors on sys.stdout/sys.stderr: send them to ours,
+        # the errors through a buffer, scrubbed of license IDs (argparse echoes arguments).
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(usage):
+            args, extra = parser.parse_known_args(arguments)
             if extra:  # reported by the subcommand's parser, so the hint names its --help
                 _subparser(parser, args.command).error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:  # argparse: --help (0) or usage error (2)
+        err.write(_scrub_argv(usage.getvalue(), arguments))
         return int(exc.code or 0)
     if args.quiet and args.verbose:
         err.write(
@@ -763,6 +897,8 @@ def main(
     try:
         with verbose_logging(err, enabled=args.verbose):
             return run(args, out, err)
+    except (_OutputClosed, _OutputFailed):
+        raise
     except KotsRewriteError as exc:
         _report_error(exc, err)
         return exc.exit_code
@@ -781,5 +917,3 @@ def main(
             hint += " and the traceback printed by --verbose"
         err.write(f"hint: {hint}\n")
         return 1
-    finally:
-        err.flush()
