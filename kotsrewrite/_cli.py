@@ -504,6 +504,7 @@ def _run_rewrite(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         prober=_progress_prober(probe_options, err),
         limits=_load_limits(args),
         stdin=sys.stdin,
+        inputs=[f for f in (args.license, args.application, args.known_images, args.ca_file) if f],
     )
     for warning in result.warnings:
         err.write(f"kotsrewrite: warning: {warning}\n")

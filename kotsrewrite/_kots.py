@@ -23,7 +23,7 @@ __all__ = ["KotsApplication", "KotsLicense", "find_kots_object", "read_applicati
 _MAX_BYTES = 16 * 1024 * 1024
 
 
-def _load_documents(path: str | os.PathLike[str], flag: str) -> list[Any]:
+def _load_documents(path: str | os.PathLike[str], flag: str, typ: str = "safe") -> list[Any]:
     name = str(path)
     try:
         data = Path(path).read_bytes()
@@ -34,7 +34,7 @@ def _load_documents(path: str | os.PathLike[str], flag: str) -> list[Any]:
     if len(data) > _MAX_BYTES:
         raise InputError("file too large for a KOTS file", file=name)
     try:
-        yaml = YAML(typ="safe", pure=True)
+        yaml = YAML(typ=typ, pure=True)
         return [doc for doc in yaml.load_all(data.decode("utf-8")) if doc is not None]
     except MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark is not None else None
@@ -45,9 +45,14 @@ def _load_documents(path: str | os.PathLike[str], flag: str) -> list[Any]:
         raise InputError(f"YAML error: {exc}", file=name, hint=f"fix the {flag} file") from None
 
 
-def find_kots_object(path: str | os.PathLike[str], kind: str, flag: str) -> dict[str, Any] | None:
-    """The first document of ``kind`` (apiVersion ``kots.io/...``) in a YAML file, or None."""
-    for doc in _load_documents(path, flag):
+def find_kots_object(
+    path: str | os.PathLike[str], kind: str, flag: str, *, lines: bool = False
+) -> dict[str, Any] | None:
+    """The first document of ``kind`` (apiVersion ``kots.io/...``) in a YAML file, or None.
+
+    With ``lines`` the document is read round-trip: its mappings and sequences carry their
+    positions (ruamel's ``.lc``) for error messages."""
+    for doc in _load_documents(path, flag, "rt" if lines else "safe"):
         if (
             isinstance(doc, dict)
             and doc.get("kind") == kind
