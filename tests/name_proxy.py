@@ -61,15 +61,23 @@ class NameProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
-                host, _, port = target.rpartition(":")
-                conn = http.client.HTTPConnection(host, int(port), timeout=30)
+                # One upstream connection per client connection and target, kept open.
+                conns: dict[str, http.client.HTTPConnection] = self.__dict__.setdefault(
+                    "_upstream", {}
+                )
+                conn = conns.get(target)
+                if conn is None:
+                    host, _, port = target.rpartition(":")
+                    conn = conns[target] = http.client.HTTPConnection(host, int(port), timeout=30)
+                path = url.path + (f"?{url.query}" if url.query else "")
                 try:
-                    path = url.path + (f"?{url.query}" if url.query else "")
                     conn.request(self.command, path or "/", body=body, headers=headers)
                     resp = conn.getresponse()
                     data = resp.read()
-                finally:
+                except (OSError, http.client.HTTPException):
                     conn.close()
+                    del conns[target]
+                    raise
                 self.send_response(resp.status)
                 for key, value in resp.getheaders():
                     if key.lower() not in _HOP and key.lower() != "content-length":
@@ -83,6 +91,11 @@ class NameProxy:
                     self.wfile.write(data)
 
             do_GET = do_HEAD = do_POST = do_PUT = _forward
+
+            def finish(self) -> None:
+                for conn in self.__dict__.get("_upstream", {}).values():
+                    conn.close()
+                super().finish()
 
         return Handler
 

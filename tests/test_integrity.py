@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -445,3 +446,41 @@ def test_usage_errors_never_echo_the_license_id(argv: list[str]) -> None:
     assert code == 2
     assert "LIC-13-SECRET-ID" not in out + err
     assert err.startswith("kotsrewrite ") and "error:" in err and "hint:" in err
+
+
+# --------------------------------------------------------------------------------------------
+# 1. a write to a full pipe that returns short loses nothing
+
+
+INTERRUPTED_CHILD = """
+import signal, sys
+# A signal every 20 ms interrupts each blocking write to the full pipe: write(2) then returns
+# the bytes written so far (as libuv's io_uring task work did after uvloop probed).
+signal.signal(signal.SIGALRM, lambda *_: None)
+signal.setitimer(signal.ITIMER_REAL, 0.02, 0.02)
+from kotsrewrite._cli import main
+code = main(sys.argv[1:])
+signal.setitimer(signal.ITIMER_REAL, 0)
+sys.exit(code)
+"""
+
+
+def test_short_writes_to_a_slow_pipe_lose_nothing(tmp_path: Path) -> None:
+    """The mechanism of issue 13 (1), made deterministic: with ``PYTHONUNBUFFERED=1`` Python's
+    text stdout ignored a short write's count and dropped the rest, exit 0."""
+    base, _ = _big_base(tmp_path, 800)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTED_CHILD, "images", str(base), "--format", "json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    chunks = []
+    while chunk := (time.sleep(0.05), os.read(proc.stdout.fileno(), 64 * 1024))[1]:
+        chunks.append(chunk)
+    err = proc.stderr.read()
+    assert proc.wait(60) == 0, err
+    out = b"".join(chunks)
+    assert len(out) > 4 * 64 * 1024
+    assert len(json.loads(out)["images"]) == 800
