@@ -112,14 +112,6 @@ def _relay_child(delay_ms: float, pairs: list[str]) -> int:
     return 0
 
 
-def _default_loop() -> str:
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return "asyncio"
-    return "uvloop"
-
-
 def _run_loop(coro: Any, use_uvloop: bool = True) -> Any:
     """``asyncio.run`` on uvloop when it is installed (less CPU per chunk), else asyncio's."""
     if use_uvloop:
@@ -583,8 +575,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--loop",
         choices=("asyncio", "uvloop"),
-        default=_default_loop(),
-        help="event loop of the prober runs (default: uvloop when installed, as probe_sync)",
+        default="asyncio",
+        help="event loop of the prober runs (default: asyncio's, as probe_sync; uvloop needs"
+        " it installed)",
     )
     parser.add_argument("--quick", action="store_true", help="100 images, one prober run")
     parser.add_argument("--no-skopeo", action="store_true", help=argparse.SUPPRESS)

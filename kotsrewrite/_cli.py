@@ -605,18 +605,19 @@ def _add_verify(sub: argparse._SubParsersAction[_Parser]) -> None:
         help="build a midstream with kustomize and check it",
         description="Build DIR with kubectl kustomize (or kustomize build) and its base the"
         " same way, then check: every image is what the kustomization's images entries make"
-        " of the base's, tag and digest intact (others untouched); every PodSpec pulling from"
-        " a host of the pull secret lists the secret exactly once; a pull secret in every"
-        " namespace that needs one; each secret a dockerconfigjson with correct auths; the"
-        " kots.io/app-slug annotation on every object. Prints one line per problem."
-        " Exit 0 ok, 1 problems found, 2 usage.",
+        " of the base's, tag and digest intact (others untouched), and a valid reference"
+        " (distribution grammar); every PodSpec pulling from a host of the pull secret lists"
+        " the secret exactly once; every PodSpec given the secret finds it in its own"
+        " namespace (objects without one are in --namespace); each secret a dockerconfigjson"
+        " with correct auths; the kots.io/app-slug annotation on every object. Prints one"
+        " line per problem. Exit 0 ok, 1 problems found, 2 usage.",
     )
     p.add_argument("directory", metavar="DIR", help="the midstream directory (rewrite --out)")
     p.add_argument(
         "--namespace",
         metavar="NS",
         default=None,
-        help="the app namespace (default: the one namespace without its own secret)",
+        help="the namespace of objects without one, as kubectl apply -n (default: default)",
     )
     p.set_defaults(run=_run_verify)
 
