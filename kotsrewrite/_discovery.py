@@ -17,7 +17,7 @@ from typing import Any
 
 from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
-from ._errors import InputError, InvalidReferenceError
+from ._errors import InputError, InvalidReferenceError, shown_path
 from ._manifests import scalar_kind
 from ._model import (
     Base,
@@ -58,19 +58,29 @@ _TEMPLATE = re.compile(r"\{\{|\$\(")
 _PathT = tuple[str | int, ...]
 
 
+_INDEX = re.compile(r"\[\d*\]")
+
+
 def parse_image_field(text: str) -> ImageField:
     """Parse ``KIND:PATH`` (``Tekton:spec/steps[]/image``, ``*:spec/image``).
 
+    The path is slash separated as in kustomize fieldSpecs, or dotted as kotsrewrite prints
+    fields in its warnings and tables (``ConfigMap:data.image``,
+    ``Tekton:spec.steps[0].image``): a path without a slash is read that way, a list index
+    meaning every entry (``steps[]``).
+
     Raises :class:`~kotsrewrite.InputError` naming ``--image-field`` when malformed.
     """
-    kind, sep, path = text.partition(":")
+    kind, sep, path = text.strip().partition(":")
     path = path.strip("/")
-    if not sep or not kind or not path or "//" in path:
+    if "/" not in path:
+        path = _INDEX.sub("[]", path).replace(".", "/")
+    if not sep or not kind or not path or "//" in path or path.startswith("[]"):
         raise InputError(
             f"invalid image field {text!r}",
             file="--image-field",
-            hint="give KIND:PATH with a slash separated path, e.g. MyApp:spec/image or"
-            " '*:spec/steps[]/image'",
+            hint="give KIND:PATH, the path slash separated or dotted, e.g. MyApp:spec/image,"
+            " '*:spec/steps[]/image' or ConfigMap:data.image",
         )
     return ImageField(kind=kind, path=path)
 
@@ -134,8 +144,12 @@ class _Walk:
         resource: int,
         fields: Sequence[ImageField],
         refs: dict[str, ImageRef],
+        base_dir: str | None = None,
+        matched: set[ImageField] | None = None,
     ) -> None:
         self.doc = doc
+        self.matched: set[ImageField] = matched if matched is not None else set()
+        self.base_dir = base_dir
         self.refs = refs
         self.resource = resource
         self.fields = fields
@@ -147,6 +161,10 @@ class _Walk:
         self.claimed: set[_PathT] = set()
 
     # -- helpers -------------------------------------------------------------------------
+
+    def _shown(self) -> str:
+        """The document's file as the user can open it, for warnings."""
+        return shown_path(self.base_dir, self.doc.file)
 
     def _location(self, path: _PathT, node: Any, container: str | None) -> Location:
         doc = self.doc
@@ -328,7 +346,7 @@ class _Walk:
                 image = _get(entry, "image")
                 if image is not None and type(image) is not ScalarNode:
                     self.warnings.append(
-                        f"{self.doc.file}:{_line(image)}: {_dotted((*path, i, 'image'))} of"
+                        f"{self._shown()}:{_line(image)}: {_dotted((*path, i, 'image'))} of"
                         f" {self.doc.kind} {self.doc.name or '(unnamed)'} is not a string;"
                         " kustomize's image transformer fails on such an object"
                     )
@@ -353,7 +371,7 @@ class _Walk:
             ref = self.refs.get(node.value) or ImageRef.parse(str(node.value))
         except InvalidReferenceError as exc:
             self.warnings.append(
-                f"{self.doc.file}:{_line(node)}: {_dotted(path)} of {self.doc.kind}"
+                f"{self._shown()}:{_line(node)}: {_dotted(path)} of {self.doc.kind}"
                 f" {self.doc.name or '(unnamed)'} is not an image reference, ignored:"
                 f" {exc.message}"
             )
@@ -375,6 +393,8 @@ class _Walk:
             found: list[tuple[_PathT, Any]] = []
             self._follow(self.doc.node, _field_segments(field), (), found)
             for path, node in found:
+                if type(node) is ScalarNode and not _is_null(node):
+                    self.matched.add(field)
                 if path in self.claimed or type(node) is not ScalarNode or _is_null(node):
                     continue
                 self.unmanaged.pop(path, None)
@@ -422,6 +442,8 @@ def find_images(base: Base, *, image_fields: Sequence[ImageField] = ()) -> Inven
     gc.disable()  # creates no cycles; see load_manifests
     try:
         return _find(base, image_fields)
+    except InputError as exc:
+        raise exc.within(base.base_dir) from None
     finally:
         if enabled:
             gc.enable()
@@ -434,6 +456,13 @@ def _find(base: Base, image_fields: Sequence[ImageField]) -> Inventory:
     warnings: list[str] = []
     namespaces: set[str] = set()
     refs: dict[str, ImageRef] = {}
+    matched: set[ImageField] = set()
+    if not base.documents:
+        what = "stdin" if base.mode == "stdin" else base.source
+        warnings.append(
+            f"no Kubernetes objects in {what} (empty, or only comments and empty documents);"
+            " nothing to rewrite"
+        )
     for doc in base.documents:
         if doc.namespace:
             namespaces.add(doc.namespace)
@@ -441,7 +470,7 @@ def _find(base: Base, image_fields: Sequence[ImageField]) -> Inventory:
             namespaces.add(doc.name)
         if doc.kind == _CRD:
             continue
-        walk = _Walk(doc, len(resources), image_fields, refs)
+        walk = _Walk(doc, len(resources), image_fields, refs, base.base_dir, matched)
         walk.run()
         order = sorted(walk.uses, key=lambda u: (u.location.line, u.location.field))
         uses.extend(order)
@@ -451,10 +480,18 @@ def _find(base: Base, image_fields: Sequence[ImageField]) -> Inventory:
         warnings.extend(walk.warnings)
         if walk.sites:
             resources.append(Resource(document=doc, pod_specs=tuple(walk.sites)))
+    for field in dict.fromkeys(image_fields):
+        if field not in matched:
+            kinds = "object" if field.kind == "*" else field.kind
+            warnings.append(
+                f"image field {field.kind}:{field.path} matches nothing: no {kinds} in the base"
+                f" has a string at {field.path.replace('/', '.')}; check the kind and the path"
+            )
     return Inventory(
         uses=tuple(uses),
         unmanaged=tuple(unmanaged),
         resources=tuple(resources),
         namespaces=tuple(sorted(namespaces)),
         warnings=tuple(warnings),
+        base_dir=base.base_dir,
     )

@@ -13,6 +13,7 @@ from typing import Any, TextIO
 import attrs
 
 from ._discovery import find_images
+from ._errors import OutputError
 from ._manifests import Limits, load_manifests
 from ._model import EXPIRED, Base, Inventory, ProbeResult
 from ._plan import Plan, RewriteOptions, build_plan, is_replicated
@@ -96,6 +97,21 @@ def default_output_dir(base: Base) -> Path:
     return root.parent / "midstream"
 
 
+def _refuse_output_inside_base(output: Path, base: Base, shown: str) -> None:
+    """The midstream may not go inside a base directory: that writes into the user's input,
+    and the next run would read the midstream as manifests."""
+    if base.mode not in ("directory", "kustomize") or base.root is None:
+        return
+    root = Path(base.root).resolve()
+    if root in output.resolve().parents:
+        raise OutputError(
+            f"{shown}: inside the base directory {base.source}: the midstream would be"
+            " written into the input, and read as manifests by the next run",
+            hint="choose an output directory outside the base (the default is midstream/"
+            " beside it)",
+        )
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -137,6 +153,7 @@ def rewrite(
     timings["discover"] = time.perf_counter() - mark
 
     output = Path(out).absolute() if out is not None else default_output_dir(base)
+    _refuse_output_inside_base(output, base, str(out) if out is not None else str(output))
     if not dry_run:
         check_inputs_outside(output, [*inputs, *([base.source] if base.mode != "stdin" else [])])
 

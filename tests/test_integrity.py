@@ -128,7 +128,7 @@ def test_registry_with_a_port_refused_public_with_a_port_kept(tmp_path: Path) ->
     code, _, err = _run([*argv, "--out", str(out)])
     assert code == 2
     line, hint = err.splitlines()
-    assert line.startswith("kotsrewrite: error: app.yaml:8: registry.example.com:5000/team/app:1.0")
+    assert line.startswith(f"kotsrewrite: error: {base}:8: registry.example.com:5000/team/app:1.0")
     assert "not a valid image reference" in line and hint.startswith("hint: ")
     assert not out.exists()
 
@@ -418,7 +418,7 @@ def test_unquoted_templates_are_named(tmp_path: Path, text: str, line: int, acti
     code, _, err = _run(["images", str(path)])
     assert code == 2
     assert err.splitlines() == [
-        f"kotsrewrite: error: t.yaml:{line}: unrendered template: {action!r} (not YAML until"
+        f"kotsrewrite: error: {path}:{line}: unrendered template: {action!r} (not YAML until"
         " rendered)",
         "hint: render the chart or KOTS templates first (helm template, kots pull), then run"
         " kotsrewrite on the output",

@@ -122,7 +122,9 @@ def test_private_image_on_a_registry_with_a_port_is_refused(
     err = io.StringIO()
     assert main(argv, stdout=io.StringIO(), stderr=err) == 2, err.getvalue()
     first, hint = err.getvalue().splitlines()[-2:]
-    assert first.startswith(f"kotsrewrite: error: a.yaml:16: {private}: cannot be pulled"), first
+    assert first.startswith(
+        f"kotsrewrite: error: {base / 'a.yaml'}:16: {private}: cannot be pulled"
+    ), first
     assert "has a port" in first and hint.startswith("hint: ")
     assert not out.exists() and not (base / "kustomization.yaml").exists()
 
