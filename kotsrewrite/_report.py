@@ -7,8 +7,9 @@ structured entry each, see :attr:`Plan.warning_details`) and the timings. It nev
 the license ID.
 
 It doubles as a cache: :func:`load_known_images` reads it back (verdicts ``public`` and
-``private`` only; entries older than the TTL by their ``probedAt`` are dropped), or a KOTS
-``Installation`` (``spec.knownImages: [{image, isPrivate}]``, never expiring).
+``private`` only; entries older than the TTL by their ``probedAt`` come back marked
+``expired``, counting for nothing), or a KOTS ``Installation`` (``spec.knownImages:
+[{image, isPrivate}]``, never expiring). Both are validated entry by entry.
 """
 
 from __future__ import annotations
