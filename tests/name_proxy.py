@@ -30,6 +30,7 @@ class NameProxy:
         handler = self._handler()
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
+        self._server.handle_error = lambda *_: None  # type: ignore[method-assign]
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
@@ -77,7 +78,13 @@ class NameProxy:
                 except (OSError, http.client.HTTPException):
                     conn.close()
                     del conns[target]
-                    raise
+                    # an upstream fault (e.g. a reset injected by a lab FaultProxy) is a 502
+                    self.send_response(502)
+                    self.send_header("Content-Length", "0")
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    self.close_connection = True
+                    return
                 self.send_response(resp.status)
                 for key, value in resp.getheaders():
                     if key.lower() not in _HOP and key.lower() != "content-length":
