@@ -1073,7 +1073,8 @@ def _guarded(argv: Sequence[str] | None, stdout: TextIO | None, stderr: TextIO |
     except _OutputClosed:  # the reader is gone (`| head`): end quietly, as SIGPIPE would
         return 141
     except _OutputFailed as exc:
-        err.write(f"kotsrewrite: error: cannot write the output to stdout: {exc}\n")
+        with contextlib.suppress(OSError):
+            err.write(f"kotsrewrite: error: cannot write the output to stdout: {exc}\n")
         return 1
     finally:
         with contextlib.suppress(OSError):
