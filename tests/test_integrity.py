@@ -484,3 +484,32 @@ def test_short_writes_to_a_slow_pipe_lose_nothing(tmp_path: Path) -> None:
     out = b"".join(chunks)
     assert len(out) > 4 * 64 * 1024
     assert len(json.loads(out)["images"]) == 800
+
+
+@needs_kubectl
+def test_verify_catches_the_overlay_of_the_issue(tmp_path: Path) -> None:
+    """Issue 13 (4) as reported: ``rewrite`` of an overlay with ``namespace: staging`` writes
+    the secret without a namespace; ``verify`` (no --namespace: ``default``) must say so."""
+    (tmp_path / "base").mkdir()
+    (tmp_path / "overlay").mkdir()
+    (tmp_path / "base" / "d.yaml").write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n"
+        "  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n"
+        "    spec:\n      containers: [{name: web, image: quay.io/acme/web:1.0}]\n"
+    )
+    (tmp_path / "base" / "kustomization.yaml").write_text("resources: [d.yaml]\n")
+    (tmp_path / "overlay" / "kustomization.yaml").write_text(
+        "namespace: staging\nresources: [../base]\n"
+    )
+    known = _known(tmp_path / "known.yaml", "  - {image: quay.io/acme/web:1.0, isPrivate: true}\n")
+    mid = tmp_path / "mid"
+    argv = ["rewrite", str(tmp_path / "overlay"), *SLUG, "--offline", "--known-images"]
+    code, _, err = _run([*argv, str(known), "--out", str(mid)])
+    assert code == 0, err
+    secret = (mid / "pull-secret.yaml").read_text()
+    code, out, err = _run(["verify", str(mid)])
+    if "namespace: staging" in secret:  # rewrite learnt to read the overlay (issue 14)
+        assert code == 0, out + err
+    else:
+        assert code == 1, err
+        assert "Deployment staging/web spec.template.spec: no pull secret acme-registry in" in out
