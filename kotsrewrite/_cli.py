@@ -13,6 +13,8 @@ import argparse
 import contextlib
 import io
 import json
+import os
+import select
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO, cast
@@ -698,6 +700,7 @@ def _run_rewrite(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         prober=_progress_prober(probe_options, err),
         limits=_load_limits(args),
         stdin=sys.stdin,
+        inputs=[f for f in (args.license, args.application, args.known_images, args.ca_file) if f],
     )
     for warning in result.warnings:
         err.write(f"kotsrewrite: warning: {warning}\n")
@@ -818,11 +821,12 @@ def _add_verify(sub: argparse._SubParsersAction[_Parser]) -> None:
         help="build a midstream with kustomize and check it",
         description="Build DIR with kubectl kustomize (or kustomize build) and its base the"
         " same way, then check: every image is what the kustomization's images entries make"
-        " of the base's, tag and digest intact (others untouched); every PodSpec pulling from"
-        " a host of the pull secret lists the secret exactly once (custom resources whose CRD"
-        " is in the build: the secret survives the CRD's pruning, or the ServiceAccount the"
-        " PodSpec runs as holds it); a pull secret in every"
-        " namespace that needs one; each secret a dockerconfigjson with correct auths; the"
+        " of the base's, tag and digest intact (others untouched), and a valid reference"
+        " (distribution grammar); every PodSpec pulling from a host of the pull secret lists"
+        " the secret exactly once (custom resources whose CRD is in the build: the secret"
+        " survives the CRD's pruning, or the ServiceAccount the PodSpec runs as holds it);"
+        " every PodSpec given the secret finds it in its own namespace (objects without one"
+        " are in --namespace); each secret a dockerconfigjson with correct auths; the"
         " kots.io/app-slug annotation on every object. Prints one line per problem."
         " Exit 0 ok, 1 problems found, 2 usage.",
     )
@@ -831,7 +835,7 @@ def _add_verify(sub: argparse._SubParsersAction[_Parser]) -> None:
         "--namespace",
         metavar="NS",
         default=None,
-        help="the app namespace (default: the one namespace without its own secret)",
+        help="the namespace of objects without one, as kubectl apply -n (default: default)",
     )
     p.add_argument(
         "--base",
@@ -1043,6 +1047,117 @@ class _QuietStream(io.TextIOBase):
         self._target.flush()
 
 
+class _OutputClosed(Exception):
+    """The reader of our standard output went away (a closed pipe)."""
+
+
+class _OutputFailed(Exception):
+    """Writing our standard output failed for another reason (e.g. a full disk)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(error.strerror or str(error))
+
+
+class _Output(io.TextIOBase):
+    """The command's output stream: every byte written, or a clear failure.
+
+    Writes to a file descriptor go straight to ``os.write`` in a loop until all of it is
+    written: a write to a pipe may return short (a signal, or io_uring task work, interrupts
+    it), and CPython's unbuffered text stdout (``PYTHONUNBUFFERED=1``) drops what a short write
+    left unwritten. The descriptor is made blocking before each flush (an event loop, or
+    another process sharing the pipe, may have made it non-blocking). A closed pipe raises
+    :class:`_OutputClosed`, any other error :class:`_OutputFailed`. Other streams (tests) are
+    written through, with the same two errors.
+    """
+
+    _CHUNK = 64 * 1024
+
+    def __init__(self, target: TextIO, fd: int | None) -> None:
+        self._target = target
+        self._fd = fd
+        self._pending = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return self._target.isatty()
+
+    def write(self, text: str) -> int:
+        if self._fd is None:
+            self._guard(lambda: self._target.write(text))
+            return len(text)
+        self._pending += text.encode("utf-8")
+        if len(self._pending) >= self._CHUNK:
+            self.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        if self._fd is None:
+            self._guard(self._target.flush)
+            return
+        self._guard(self._drain)
+
+    def _drain(self) -> None:
+        assert self._fd is not None
+        if self._pending and not os.get_blocking(self._fd):
+            os.set_blocking(self._fd, True)
+        view = memoryview(self._pending)
+        done = 0
+        try:
+            while done < len(view):
+                try:
+                    done += os.write(self._fd, view[done:])
+                except BlockingIOError:  # made non-blocking again meanwhile: wait for room
+                    select.select([], [self._fd], [])
+        finally:
+            view.release()
+            del self._pending[:done]
+
+    @staticmethod
+    def _guard(action: Callable[[], object]) -> None:
+        try:
+            action()
+        except BrokenPipeError:
+            raise _OutputClosed() from None
+        except OSError as exc:
+            raise _OutputFailed(exc) from None
+
+    @classmethod
+    def for_stdout(cls) -> _Output:
+        """``sys.stdout`` as an :class:`_Output` (by its descriptor when it has one)."""
+        stream = sys.stdout
+        try:
+            stream.flush()
+            fd: int | None = stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            fd = None
+        return cls(stream, fd)
+
+
+def _license_values(arguments: Sequence[str]) -> list[str]:
+    """Values given to anything that looks like ``--license-id`` (misspelt, abbreviated, or on
+    a command without it), as ``--flag VALUE`` or ``--flag=VALUE``."""
+    values: list[str] = []
+    for i, token in enumerate(arguments):
+        name, sep, value = token.partition("=")
+        name = name.lower()
+        if not name.startswith("--lic"):
+            continue
+        if sep:
+            values.append(value)  # --license=FILE too: harmless to hide, and may be an ID
+        elif not "--license".startswith(name) and i + 1 < len(arguments):
+            values.append(arguments[i + 1])
+    return [v for v in values if v]
+
+
+def _scrub_argv(text: str, arguments: Sequence[str]) -> str:
+    """``text`` without the license ID values found in ``arguments``."""
+    for value in sorted(_license_values(arguments), key=len, reverse=True):
+        text = text.replace(value, "<license ID>")
+    return text
+
+
 def _scrub(text: str, args: argparse.Namespace) -> str:
     secret = getattr(args, "license_id", None)
     return text.replace(secret, "<license ID>") if secret else text
@@ -1053,10 +1168,12 @@ def main(
 ) -> int:
     """Run the command line; returns the exit code (never calls ``sys.exit`` itself).
 
-    Exit codes: 0 ok; 1 policy failure (``--on-unknown fail``, ``verify`` found problems) or an
-    internal error (a bug: one line asking for a report, the traceback with ``--verbose``);
-    2 bad input or usage (one ``kotsrewrite: error:`` line naming the file:line or flag, then
-    a ``hint:`` line); 130 interrupted.
+    Exit codes: 0 ok; 1 policy failure (``--on-unknown fail``, ``verify`` found problems), an
+    error writing stdout (one ``kotsrewrite: error:`` line), or an internal error (a bug: one
+    line asking for a report, the traceback with ``--verbose``); 2 bad input or usage (one
+    ``kotsrewrite: error:`` line naming the file:line or flag, then a ``hint:`` line); 130
+    interrupted; 141 stdout closed by its reader (e.g. ``| head``; nothing printed), as a
+    process ended by SIGPIPE.
 
     ``post-render`` run by Helm (on the process's own stderr) also copies its messages to
     Helm's stderr when Helm would swallow them (see ``kotsrewrite._helmio``).
@@ -1066,23 +1183,44 @@ def main(
 
         helm = helm_stderr(list(sys.argv[1:] if argv is None else argv), sys.stderr)
         if helm is not None:
-            code = _main(argv, stdout, cast(TextIO, helm))
+            code = _guarded(argv, stdout, cast(TextIO, helm))
             helm.finish(code)
             return code
-    return _main(argv, stdout, stderr)
+    return _guarded(argv, stdout, stderr)
 
 
-def _main(argv: Sequence[str] | None, stdout: TextIO | None, stderr: TextIO | None) -> int:
-    out = stdout if stdout is not None else sys.stdout
+def _guarded(argv: Sequence[str] | None, stdout: TextIO | None, stderr: TextIO | None) -> int:
+    """:func:`_main` with its output stream guarded (see :class:`_Output`)."""
+    out = _Output(stdout, None) if stdout is not None else _Output.for_stdout()
     err = stderr if stderr is not None else sys.stderr
-    parser = build_parser()
     try:
-        # argparse prints --help and usage errors on sys.stdout/sys.stderr: send them to ours.
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            args, extra = parser.parse_known_args(argv)
+        code = _main(argv, out, err)
+        out.flush()
+        return code
+    except _OutputClosed:  # the reader is gone (`| head`): end quietly, as SIGPIPE would
+        return 141
+    except _OutputFailed as exc:
+        with contextlib.suppress(OSError):
+            err.write(f"kotsrewrite: error: cannot write the output to stdout: {exc}\n")
+        return 1
+    finally:
+        with contextlib.suppress(OSError):
+            err.flush()
+
+
+def _main(argv: Sequence[str] | None, out: Any, err: Any) -> int:
+    parser = build_parser()
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    usage = io.StringIO()
+    try:
+        # argparse prints --help and usage errors on sys.stdout/sys.stderr: send them to ours,
+        # the errors through a buffer, scrubbed of license IDs (argparse echoes arguments).
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(usage):
+            args, extra = parser.parse_known_args(arguments)
             if extra:  # reported by the subcommand's parser, so the hint names its --help
                 _subparser(parser, args.command).error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:  # argparse: --help (0) or usage error (2)
+        err.write(_scrub_argv(usage.getvalue(), arguments))
         return int(exc.code or 0)
     if args.quiet and args.verbose:
         err.write(
@@ -1098,6 +1236,8 @@ def _main(argv: Sequence[str] | None, stdout: TextIO | None, stderr: TextIO | No
     try:
         with verbose_logging(err, enabled=args.verbose):
             return run(args, out, err)
+    except (_OutputClosed, _OutputFailed):
+        raise
     except KotsRewriteError as exc:
         _report_error(exc, err)
         return exc.exit_code
@@ -1116,5 +1256,3 @@ def _main(argv: Sequence[str] | None, stdout: TextIO | None, stderr: TextIO | No
             hint += " and the traceback printed by --verbose"
         err.write(f"hint: {hint}\n")
         return 1
-    finally:
-        err.flush()

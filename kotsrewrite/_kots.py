@@ -52,9 +52,14 @@ def _load_documents(path: str | os.PathLike[str], flag: str, typ: str = "safe") 
         raise InputError(f"YAML error: {exc}", file=name, hint=f"fix the {flag} file") from None
 
 
-def find_kots_object(path: str | os.PathLike[str], kind: str, flag: str) -> dict[str, Any] | None:
-    """The first document of ``kind`` (apiVersion ``kots.io/...``) in a YAML file, or None."""
-    for doc in _load_documents(path, flag):
+def find_kots_object(
+    path: str | os.PathLike[str], kind: str, flag: str, *, lines: bool = False
+) -> dict[str, Any] | None:
+    """The first document of ``kind`` (apiVersion ``kots.io/...``) in a YAML file, or None.
+
+    With ``lines`` the document is read round-trip: its mappings and sequences carry their
+    positions (ruamel's ``.lc``) for error messages."""
+    for doc in _load_documents(path, flag, "rt" if lines else "safe"):
         if (
             isinstance(doc, dict)
             and doc.get("kind") == kind

@@ -628,6 +628,37 @@ def _codepoint(character: Any) -> int:
     return ord(character) if isinstance(character, str) else int(character)
 
 
+# A Helm/Go template action outside a comment: ``{{ .Values.image }}``, ``{{- if .x }}``.
+_TEMPLATE_ACTION = re.compile(r"^[^#\n]*?(\{\{-?)", re.MULTILINE)
+# Errors a template left in a file causes when read as YAML.
+_TEMPLATE_SYMPTOMS = ("YAML error", "a mapping key is not a scalar")
+
+
+def _template_error(exc: InputError, file: str, text: str) -> InputError | None:
+    """The unrendered-template error to report instead of ``exc`` (a YAML error or a
+    non-scalar key caused by a template action such as ``image: {{ .Values.image }}`` or
+    ``{{- if .Values.x }}``), or ``None`` when ``text`` holds no template action."""
+    if not exc.message.startswith(_TEMPLATE_SYMPTOMS):
+        return None
+    found = list(_TEMPLATE_ACTION.finditer(text))
+    if not found:
+        return None
+    # The template action nearest before the error (YAML errors surface after their cause).
+    line_of = [text.count("\n", 0, m.start(1)) + 1 for m in found]
+    before = [n for n in line_of if exc.line is None or n <= exc.line]
+    line = before[-1] if before else line_of[0]
+    action = text.splitlines()[line - 1].strip()
+    if len(action) > 80:
+        action = action[:77] + "..."
+    return InputError(
+        f"unrendered template: {action!r} (not YAML until rendered)",
+        file=file,
+        line=line,
+        hint="render the chart or KOTS templates first (helm template, kots pull), then run"
+        " kotsrewrite on the output",
+    )
+
+
 _TEMPLATE_LINE = re.compile(r"\{\{|\{\%")
 
 
@@ -663,7 +694,7 @@ class _Loader:
         try:
             self._add_text(file, text)
         except InputError as exc:
-            raise _template_hint(exc, text) from None
+            raise _template_error(exc, file, text) or _template_hint(exc, text) from None
 
     def _add_text(self, file: str, text: str) -> None:
         self.files.append(file)

@@ -436,6 +436,10 @@ class ProbeStep:
         }
 
 
+#: :attr:`Evidence.source` of a known-images entry older than the cache TTL.
+EXPIRED = "expired"
+
+
 @attrs.frozen
 class Evidence:
     """Why a verdict was reached, for a person to check."""
@@ -445,7 +449,9 @@ class Evidence:
     steps: tuple[ProbeStep, ...] = ()
     elapsed_ms: float = 0.0
     source: str = "probe"
-    """``probe``, ``known-images`` (a KOTS Installation or our report), ``skipped``."""
+    """``probe``, ``known-images`` (a KOTS Installation or our report), ``skipped``, or
+    ``expired`` (:data:`EXPIRED`: a report entry older than the cache TTL, whose verdict
+    counts for nothing)."""
     probed_at: str | None = None
     """ISO 8601 UTC time of the probe (kept in reports used as a cache)."""
     cause: Cause | None = None

@@ -28,6 +28,7 @@ from jsonpointer import JsonPointer, JsonPointerException
 
 from ._errors import InputError, PolicyError
 from ._model import (
+    EXPIRED,
     Document,
     Evidence,
     ImageField,
@@ -607,8 +608,17 @@ def _finish_renames(
 
 
 def _verdict_map(results: Iterable[ProbeResult]) -> dict[str, ProbeResult]:
+    """Results by reference as written and normalized: the first wins, an expired one only
+    where no other result exists."""
     out: dict[str, ProbeResult] = {}
+    expired: list[ProbeResult] = []
     for result in results:
+        if result.evidence.source == EXPIRED:
+            expired.append(result)
+            continue
+        out.setdefault(result.image.original, result)
+        out.setdefault(result.image.normalized, result)
+    for result in expired:
         out.setdefault(result.image.original, result)
         out.setdefault(result.image.normalized, result)
     return out
@@ -662,6 +672,9 @@ def _build_plan(
             continue
         result = verdicts.get(ref.original) or verdicts.get(ref.normalized)
         verdict = result.verdict if result is not None else None
+        why = None
+        if result is not None and result.evidence.source == EXPIRED:
+            verdict, why = None, result.evidence.reason  # too old to count
         if options.proxy_all:
             evidence = Evidence(reason="proxy-all: every image is proxied", source="skipped")
             if result is not None:
@@ -682,7 +695,7 @@ def _build_plan(
         private = treat_as_private(verdict, options.on_unknown)
         if is_unk:
             unknown.append((ref, verdict))
-            message = describe_unknown(ref, verdict, options.on_unknown)
+            message = describe_unknown(ref, verdict, options.on_unknown, why=why)
             warnings.append(message)
             details[message] = {
                 "code": "unknown-verdict",
@@ -723,6 +736,7 @@ def _build_plan(
                     d, action=Action.PROXY, new_name=_proxy_name(ref, options), note=note
                 )
 
+    _refuse_invalid_names(decisions)
     needs_secret = {ref for ref, d in decisions.items() if d.action is not Action.KEEP}
     patches, namespaces, unplaced, unchecked = _patches(inventory, needs_secret, options, warnings)
     if unplaced and options.on_unplaced is OnUnplaced.FAIL:
@@ -784,6 +798,52 @@ def _build_plan(
         ),
         unplaced=tuple(unplaced),
         unchecked=tuple(unchecked),
+    )
+
+
+def _refuse_invalid_names(decisions: Mapping[ImageRef, ImageDecision]) -> None:
+    """Raise :class:`InputError` (``FILE:LINE`` of the first use) when an image to rename
+    would get a name the distribution reference grammar rejects: kubelet refuses it. The
+    usual cause is a source registry with a port: ``registry.example.com:5000/team/app``
+    becomes ``<proxy>/proxy/<slug>/registry.example.com:5000/team/app``, a ``:`` inside a path
+    component. (Images kept as they are, with a port or not, are not concerned.)"""
+    bad: list[tuple[ImageDecision, str]] = []
+    for ref in sorted(decisions):
+        d = decisions[ref]
+        if d.new_name is None:
+            continue
+        try:
+            ImageRef.parse(d.new_image)
+        except InputError as exc:
+            bad.append((d, exc.message))
+    if not bad:
+        return
+    d, why = bad[0]
+    more = f" (and {len(bad) - 1} more image(s) like it)" if len(bad) > 1 else ""
+    where = d.locations[0] if d.locations else None
+    if ":" in d.image.domain:
+        message = (
+            f"{d.image.original}: cannot be pulled through the proxy: its registry has a port,"
+            f" and {d.new_image} is not a valid image reference (':' in a path component){more}"
+        )
+        hint = (
+            "serve the image from a registry on the default HTTPS port, or, if customers"
+            " can pull it as it is, record it as public (--known-images, isPrivate: false)"
+        )
+    else:
+        message = (
+            f"{d.image.original}: its proxied name {d.new_image} is not a valid image"
+            f" reference: {why}{more}"
+        )
+        hint = (
+            "rename the image (lowercase repository, shorter name) or, if customers can pull"
+            " it as it is, record it as public (--known-images, isPrivate: false)"
+        )
+    raise InputError(
+        message,
+        file=where.file if where is not None else None,
+        line=where.line if where is not None else None,
+        hint=hint,
     )
 
 

@@ -32,9 +32,16 @@ def treat_as_private(verdict: Verdict | None, policy: OnUnknown) -> bool:
     return policy is not OnUnknown.PUBLIC
 
 
-def describe_unknown(image: ImageRef, verdict: Verdict | None, policy: OnUnknown) -> str:
-    """The warning line for an image whose verdict is unknown."""
-    what = "no verdict (offline and not in the known images)" if verdict is None else verdict
+def describe_unknown(
+    image: ImageRef, verdict: Verdict | None, policy: OnUnknown, *, why: str | None = None
+) -> str:
+    """The warning line for an image whose verdict is unknown; ``why`` says why there is
+    none (e.g. its known-images entry expired)."""
+    what: object = (
+        "no verdict (offline and not in the known images)" if verdict is None else verdict
+    )
+    if verdict is None and why is not None:
+        what = f"no verdict ({why})"
     treated = {
         OnUnknown.PRIVATE: "treated as private: proxied",
         OnUnknown.PUBLIC: "treated as public: left alone",

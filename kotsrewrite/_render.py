@@ -79,9 +79,16 @@ def _represent_str(representer: RoundTripRepresenter, data: str) -> Any:
     return representer.represent_scalar("tag:yaml.org,2002:str", data, style=style)
 
 
+# ruamel folds scalars longer than its width, and its folding of double-quoted scalars loses
+# or gains characters (0.18-0.19: a break after an escape such as ``\\`` reads back as an
+# extra space; a Grafana dashboard's JSON no longer parses). Kubernetes' and kustomize's YAML
+# readers take lines of any length, so nothing is ever folded: every scalar on one line.
+_NO_FOLDING = 2**62
+
+
 def _yaml() -> YAML:
     yaml = YAML(typ="rt", pure=True)
-    yaml.width = 4096
+    yaml.width = _NO_FOLDING
     yaml.indent(mapping=2, sequence=2, offset=0)
     yaml.representer.add_representer(str, _represent_str)
     return yaml

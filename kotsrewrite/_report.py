@@ -7,13 +7,16 @@ structured entry each, see :attr:`Plan.warning_details`) and the timings. It nev
 the license ID.
 
 It doubles as a cache: :func:`load_known_images` reads it back (verdicts ``public`` and
-``private`` only; entries older than the TTL by their ``probedAt`` are dropped), or a KOTS
-``Installation`` (``spec.knownImages: [{image, isPrivate}]``, never expiring).
+``private`` only; entries older than the TTL by their ``probedAt`` come back marked
+``expired``, counting for nothing), or a KOTS ``Installation`` (``spec.knownImages:
+[{image, isPrivate}]``, never expiring). Both are validated entry by entry.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import difflib
 import json
 import os
 from collections.abc import Mapping
@@ -22,7 +25,7 @@ from typing import Any
 
 from ._errors import InputError
 from ._kots import find_kots_object
-from ._model import Evidence, ProbeResult, ProbeStep, Verdict
+from ._model import EXPIRED, Evidence, ProbeResult, ProbeStep, Verdict
 from ._plan import Plan
 from ._reference import ImageRef
 
@@ -128,37 +131,147 @@ def _steps(data: object) -> tuple[ProbeStep, ...]:
     return tuple(out)
 
 
+#: Keys of an ``images`` entry of a report (what :func:`build_report` writes).
+_REPORT_ENTRY_KEYS = (
+    "image",
+    "normalized",
+    "verdict",
+    "unknown",
+    "action",
+    "newName",
+    "newImage",
+    "note",
+    "evidence",
+    "locations",
+)
+#: Keys of an Installation ``spec.knownImages`` entry (KOTS's ``KnownImage``).
+_INSTALLATION_ENTRY_KEYS = ("image", "isPrivate")
+
+
+def _unknown_key(key: object, known: tuple[str, ...], what: str) -> tuple[str, str]:
+    """(message, hint) for an unknown key, the hint suggesting the nearest known key."""
+    close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.5)
+    if close:
+        hint = f"did you mean {close[0]}?"
+    else:
+        hint = f"{what} entries have only the keys {', '.join(known)}"
+    return f"unknown key {str(key)!r} in a {what} entry", hint
+
+
+def _json_line(text: str, value: object, start: int = 0) -> int | None:
+    """The line of the first ``value`` (as JSON) in ``text`` at or after ``start``."""
+    try:
+        needle = json.dumps(value)
+    except (TypeError, ValueError):
+        return None
+    at = text.find(needle, start)
+    return None if at < 0 else text.count("\n", 0, at) + 1
+
+
+def _age(seconds: float) -> str:
+    """``3d 4h``, ``2h 5m``, ``40s``: an age for people."""
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m {secs}s"
+    return f"{secs}s"
+
+
 def _from_report(
-    data: dict[str, Any], name: str, ttl: float | None, now: dt.datetime
+    data: dict[str, Any], name: str, text: str, ttl: float | None, now: dt.datetime
 ) -> list[ProbeResult]:
     images = data.get("images")
     if not isinstance(images, list):
-        raise InputError("report has no images list", file=name, hint="give a kotsrewrite report")
+        raise InputError(
+            "report has no images list",
+            file=name,
+            line=_json_line(text, "images"),
+            hint="give a kotsrewrite report",
+        )
     out = []
+    start = text.find('"images"')
     for entry in images:
-        if not isinstance(entry, dict) or not isinstance(entry.get("image"), str):
-            continue
+        image = entry.get("image") if isinstance(entry, dict) else None
+        line = _json_line(text, image, max(start, 0)) if isinstance(image, str) else None
+        if line is None:
+            line = _json_line(text, "images")
+
+        def fail(message: str, hint: str, line: int | None = line) -> InputError:
+            return InputError(message, file=name, line=line, hint=hint)
+
+        if not isinstance(entry, dict):
+            raise fail("an images entry is not an object", "entries look like {image, verdict}")
+        for key in entry:
+            if key not in _REPORT_ENTRY_KEYS:
+                raise fail(*_unknown_key(key, _REPORT_ENTRY_KEYS, "report images"))
+        if not isinstance(image, str):
+            raise fail(
+                "an images entry has no image string",
+                'give each entry an "image": "REFERENCE"',
+            )
         try:
-            verdict = Verdict(str(entry.get("verdict")))
-            ref = ImageRef.parse(entry["image"])
-        except (ValueError, InputError):
-            continue
+            ref = ImageRef.parse(image)
+        except InputError as exc:
+            raise fail(
+                exc.message,
+                exc.hint or "fix the reference, or remove the entry",
+            ) from None
+        raw = entry.get("verdict")
+        if raw is None:
+            continue  # an image on a Replicated host: never probed, nothing to cache
+        if raw not in {str(v) for v in Verdict}:
+            raise fail(
+                f"{image}: verdict {raw!r} is not one of {', '.join(str(v) for v in Verdict)}",
+                'write "verdict": "private" or "public", or remove the entry',
+            )
+        verdict = Verdict(raw)
         if not verdict.is_known:
             continue  # not proof of anything: probe again
         ev = entry.get("evidence") if isinstance(entry.get("evidence"), dict) else {}
         assert isinstance(ev, dict)
         probed_at = _parse_time(ev.get("probedAt"))
+        stamp = ev.get("probedAt") if isinstance(ev.get("probedAt"), str) else None
         if ttl is not None and (probed_at is None or (now - probed_at).total_seconds() > ttl):
+            age = (
+                "it has no probedAt time"
+                if probed_at is None
+                else f"probed {_age((now - probed_at).total_seconds())} ago, at {stamp}"
+            )
+            reason = (
+                f"its known-images entry in {name} expired: {age}; --cache-ttl is {ttl:g} s"
+                f" ({_age(ttl)})"
+            )
+            evidence = Evidence(reason=reason, source=EXPIRED, probed_at=stamp)
+            out.append(ProbeResult(ref, verdict, evidence))
             continue
         evidence = Evidence(
             reason=f"{ev.get('reason', verdict)} (cached in {name})",
             steps=_steps(ev.get("steps")),
             elapsed_ms=float(ev.get("elapsedMs") or 0.0),
             source="known-images",
-            probed_at=ev.get("probedAt") if isinstance(ev.get("probedAt"), str) else None,
+            probed_at=stamp,
         )
         out.append(ProbeResult(ref, verdict, evidence))
     return out
+
+
+def _line(node: object, key: object = None) -> int | None:
+    """1-based line of a round-trip mapping (or of its ``key``), or of a sequence."""
+    lc = getattr(node, "lc", None)
+    if lc is None:
+        return None
+    try:
+        if key is not None:
+            return int(lc.key(key)[0]) + 1
+        return int(lc.line) + 1
+    except (KeyError, TypeError, AttributeError):
+        return None
 
 
 def _from_installation(doc: dict[str, Any], name: str) -> list[ProbeResult]:
@@ -166,17 +279,58 @@ def _from_installation(doc: dict[str, Any], name: str) -> list[ProbeResult]:
     assert isinstance(spec, dict)
     known = spec.get("knownImages") or []
     if not isinstance(known, list):
-        raise InputError("Installation spec.knownImages is not a list", file=name)
+        raise InputError(
+            "Installation spec.knownImages is not a list",
+            file=name,
+            line=_line(spec, "knownImages"),
+            hint="write knownImages as a list of {image: REFERENCE, isPrivate: true|false}",
+        )
     out = []
-    for entry in known:
-        if not isinstance(entry, dict) or not isinstance(entry.get("image"), str):
-            raise InputError(
-                "Installation spec.knownImages entries need an image string",
-                file=name,
-                hint="entries look like {image: quay.io/org/api:1.0, isPrivate: true}",
+    for index, entry in enumerate(known):
+        line = None
+        with contextlib.suppress(KeyError, TypeError, AttributeError):
+            line = int(known.lc.item(index)[0]) + 1  # type: ignore[attr-defined]
+
+        def fail(message: str, hint: str, line: int | None = line) -> InputError:
+            return InputError(message, file=name, line=line, hint=hint)
+
+        if not isinstance(entry, dict):
+            raise fail(
+                "Installation spec.knownImages entry is not a mapping",
+                "entries look like {image: quay.io/org/api:1.0, isPrivate: true}",
             )
-        ref = ImageRef.parse(entry["image"])
-        private = entry.get("isPrivate") is True
+        for key in entry:
+            if key not in _INSTALLATION_ENTRY_KEYS:
+                message, hint = _unknown_key(key, _INSTALLATION_ENTRY_KEYS, "knownImages")
+                raise fail(message, hint, _line(entry, key) or line)
+        image = entry.get("image")
+        if not isinstance(image, str):
+            raise fail(
+                "Installation spec.knownImages entry has no image string",
+                "entries look like {image: quay.io/org/api:1.0, isPrivate: true}",
+                _line(entry, "image") or line,
+            )
+        try:
+            ref = ImageRef.parse(image)
+        except InputError as exc:
+            raise fail(
+                exc.message,
+                exc.hint or "fix the reference, or remove the entry",
+                _line(entry, "image") or line,
+            ) from None
+        if "isPrivate" not in entry:
+            raise fail(
+                f"{image}: knownImages entry has no isPrivate",
+                "add isPrivate: true (pulled through the proxy) or isPrivate: false",
+            )
+        private = entry["isPrivate"]
+        if not isinstance(private, bool):
+            shown = f"the string {private!r}" if isinstance(private, str) else repr(private)
+            raise fail(
+                f"{image}: isPrivate must be true or false, not {shown}",
+                "write isPrivate: true or isPrivate: false, without quotes",
+                _line(entry, "isPrivate") or line,
+            )
         verdict = Verdict.PRIVATE if private else Verdict.PUBLIC
         evidence = Evidence(
             reason=f"Installation knownImages isPrivate: {str(private).lower()} ({name})",
@@ -194,8 +348,15 @@ def load_known_images(
 ) -> list[ProbeResult]:
     """Verdicts from a KOTS Installation YAML or a kotsrewrite JSON report.
 
-    From a report only ``public``/``private`` verdicts are kept, and with ``ttl`` (seconds)
-    only those probed within it. Installation entries never expire.
+    From a report only ``public``/``private`` verdicts are kept; with ``ttl`` (seconds) those
+    probed longer ago (or at no recorded time) come back with evidence source
+    ``"expired"`` and a reason giving their age: :func:`~kotsrewrite.rewrite`
+    probes them again and :func:`~kotsrewrite.build_plan` takes them as no verdict, naming
+    the expiry. Installation entries never expire.
+
+    Entries are validated: an unknown key (``private`` for ``isPrivate``), a wrong type
+    (``isPrivate: "true"``), a missing ``isPrivate`` or an invalid reference is an
+    :class:`~kotsrewrite.InputError` naming the file and line, with a hint.
     """
     name = str(path)
     now = now or dt.datetime.now(dt.UTC)
@@ -216,8 +377,8 @@ def load_known_images(
             ) from None
         if not isinstance(data, dict) or "schemaVersion" not in data:
             raise InputError("not a kotsrewrite report (no schemaVersion)", file=name)
-        return _from_report(data, name, ttl, now)
-    doc = find_kots_object(path, "Installation", "--known-images")
+        return _from_report(data, name, text, ttl, now)
+    doc = find_kots_object(path, "Installation", "--known-images", lines=True)
     if doc is None:
         raise InputError(
             "neither a KOTS Installation nor a kotsrewrite report",

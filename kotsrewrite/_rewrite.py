@@ -14,13 +14,13 @@ import attrs
 from ._discovery import find_images
 from ._errors import OutputError
 from ._manifests import Limits, load_manifests
-from ._model import Base, Inventory, ProbeResult
+from ._model import EXPIRED, Base, Inventory, ProbeResult
 from ._plan import Plan, RewriteOptions, build_plan, is_replicated
 from ._probe import ProbeOptions, probe_sync
 from ._reference import ImageRef
 from ._render import BASE_DIR, is_secret_file, read_base_texts, render_plan
 from ._report import build_report
-from ._write import MARKER_FILE, write_output
+from ._write import MARKER_FILE, check_inputs_outside, write_output
 
 __all__ = ["Prober", "RewriteResult", "default_output_dir", "rewrite"]
 
@@ -107,6 +107,7 @@ def rewrite(
     probe_options: ProbeOptions | None = None,
     limits: Limits | None = None,
     stdin: TextIO | None = None,
+    inputs: Iterable[str | os.PathLike[str]] = (),
 ) -> RewriteResult:
     """Read ``source`` (directory, kustomize base, file or ``-``), decide every image and
     write the midstream to ``out`` (default: :func:`default_output_dir`).
@@ -116,7 +117,9 @@ def rewrite(
     (default :func:`~kotsrewrite.probe_sync` with ``probe_options``). With ``dry_run``
     nothing is written. Raises :class:`~kotsrewrite.InputError` (bad input, nothing
     written), :class:`~kotsrewrite.PolicyError` (``--on-unknown fail``) or
-    :class:`~kotsrewrite.OutputError`.
+    :class:`~kotsrewrite.OutputError`, also when ``out`` holds the base or one of ``inputs``
+    (the run's other input files: License, Application, known images), checked before
+    probing: replacing ``out`` would delete them.
     """
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -127,9 +130,15 @@ def rewrite(
     inventory = find_images(base, image_fields=options.image_fields)
     timings["discover"] = time.perf_counter() - mark
 
+    output = Path(out).absolute() if out is not None else default_output_dir(base)
+    _refuse_output_inside_base(output, base, str(out) if out is not None else str(output))
+    if not dry_run:
+        check_inputs_outside(output, [*inputs, *([base.source] if base.mode != "stdin" else [])])
+
     mark = time.perf_counter()
     known = list(known_images)
-    cached = {r.image.original for r in known} | {r.image.normalized for r in known}
+    fresh = [r for r in known if r.evidence.source != EXPIRED]  # expired: probe again
+    cached = {r.image.original for r in fresh} | {r.image.normalized for r in fresh}
     to_probe: list[ImageRef] = []
     if not offline and not options.proxy_all:
         to_probe = [
@@ -156,8 +165,6 @@ def rewrite(
     plan = build_plan(inventory, [*probed, *known], options)
     timings["plan"] = time.perf_counter() - mark
 
-    output = Path(out).absolute() if out is not None else default_output_dir(base)
-    _refuse_output_inside_base(output, base, str(out) if out is not None else str(output))
     mark = time.perf_counter()
     files = render_plan(plan, base, out_dir=output, base_texts=read_base_texts(base))
     timings["render"] = time.perf_counter() - mark

@@ -15,10 +15,12 @@
   the API server stores it (pruned by the CRD's structural schema): the secret must survive
   beside it, or in an enclosing object's declared ``imagePullSecrets`` (or its pod
   template's), or be held by the ServiceAccount it runs as, in its namespace;
-* a pull secret exists in every namespace such a PodSpec runs in (the secret without
-  ``metadata.namespace`` serves the app namespace; without a plan or ``namespace`` that is
-  the one namespace left without its own secret), and, given a plan, in every namespace the
-  plan names;
+* every image in the built output is a valid reference by the distribution grammar;
+* every PodSpec given the pull secret (or pulling from its hosts) finds a Secret of that name
+  in its own effective namespace: an object without ``metadata.namespace``, the secret
+  included, is in the app namespace (``namespace``, the plan's, else ``default``), as
+  ``kubectl apply -n`` would place it; given a plan, a secret is in every namespace the plan
+  names;
 * each pull secret is a ``kubernetes.io/dockerconfigjson`` whose ``auths`` cover the hosts
   (username ``LICENSE_ID``, ``auth`` the base64 of ``LICENSE_ID:<password>``; given a plan,
   the password is its license ID and the hosts exactly its two hosts);
@@ -406,6 +408,7 @@ class _Checker:
                     self.problem(f"{self.shown(entry)}: cannot read it: {exc}")
         fields = _configured_fields(self.directory, k)
         self.check_images(base, built, renames, fields)
+        self.check_references(built, fields)
         hosts = self.check_secrets(built, secret, renames)
         self.check_pod_specs(built, secret, hosts)
         self.collect_pulls(built, hosts)
@@ -447,6 +450,25 @@ class _Checker:
                     self.problem(f"{where}: {image} was not renamed to {expected}")
                 else:
                     self.problem(f"{where}: is {actual}, expected {expected} (from {image})")
+
+    def check_references(self, built: list[dict[str, Any]], fields: list[tuple[str, str]]) -> None:
+        """Every image in the built output is a valid reference (the distribution grammar,
+        as kubelet parses it): a renamed registry with a port is not."""
+        for obj in built:
+            if obj.get("kind") == "CustomResourceDefinition":
+                continue
+            sites: dict[tuple[str | int, ...], str] = dict(_image_sites(obj))
+            for kind, spec_path in fields:
+                if not kind or kind == obj.get("kind"):
+                    sites.update(_field_sites(obj, spec_path.split("/")))
+            for path, image in sites.items():
+                try:
+                    ImageRef.parse(image)
+                except InputError as exc:
+                    self.problem(
+                        f"{_describe(_key(obj))} {_fmt(path)}: {image!r} is not a valid image"
+                        f" reference: {exc.message}"
+                    )
 
     def check_secrets(
         self, built: list[dict[str, Any]], secret: str, renames: list[Rename]
@@ -543,7 +565,15 @@ class _Checker:
                             self.pull_logins.setdefault(host, usable[host])
 
     def check_pod_specs(self, built: list[dict[str, Any]], secret: str, hosts: set[str]) -> None:
-        needed: dict[str | None, str] = {}
+        """Each PodSpec lists the secret once when it pulls from its hosts, and every PodSpec
+        listing it finds a Secret of that name in its own effective namespace (an object
+        without ``metadata.namespace`` is in the app namespace, ``default`` unless told)."""
+        app = self.namespace or "default"
+        served = {
+            _key(obj)[2] or app
+            for obj in built
+            if obj.get("kind") == "Secret" and _key(obj)[3] == secret
+        }
         stored = _StoredObjects(built)
         for obj in built:
             if obj.get("kind") == "CustomResourceDefinition":
@@ -564,30 +594,19 @@ class _Checker:
                     self.check_stored(stored, pruned, obj, path, where, using[0], secret)
                 elif using and count == 0:
                     self.problem(f"{where}: pulls {using[0]} but imagePullSecrets lacks {secret}")
-                if using:
-                    needed.setdefault(key[2] or None, where)
-        explicit: set[str | None] = set()
-        for obj in built:
-            if obj.get("kind") == "Secret" and _key(obj)[3] == secret:
-                explicit.add(_key(obj)[2] or None)
-        app = self.namespace
-        unserved = sorted(ns for ns in needed if ns is not None and ns not in explicit)
-        if None in explicit and app is None and len(unserved) == 1:
-            app = unserved[0]  # the namespace-less secret serves the one namespace left
-        for ns in [None, *unserved] if None in needed else unserved:
-            if (
-                ns in explicit
-                or (ns is None and (app in explicit if app is not None else bool(explicit)))
-                or (None in explicit and ns in (None, app))
-            ):
-                continue
-            self.problem(f"{needed[ns]}: no pull secret {secret} in namespace {ns or 'of the app'}")
+                namespace = key[2] or app
+                if (using or count) and namespace not in served:
+                    self.problem(
+                        f"{where}: no pull secret {secret} in namespace {namespace}"
+                        + ("" if key[2] else " (the app namespace: --namespace)")
+                        + " where it runs"
+                    )
         if self.plan is not None:
             for pull in self.plan.secrets:
-                if pull.namespace not in explicit:
+                if (pull.namespace or app) not in served:
                     self.problem(
-                        f"no pull secret {secret} in namespace"
-                        f" {pull.namespace or self.plan.options.namespace}, which the plan names"
+                        f"no pull secret {secret} in namespace {pull.namespace or app},"
+                        " which the plan names"
                     )
 
     def check_stored(

@@ -26,12 +26,12 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from ._errors import OutputError
 
-__all__ = ["MARKER_FILE", "MARKER_TEXT", "write_output"]
+__all__ = ["MARKER_FILE", "MARKER_TEXT", "check_inputs_outside", "write_output"]
 
 #: Present in every directory kotsrewrite writes; marks it as safe to replace.
 MARKER_FILE = ".kotsrewrite"
@@ -134,6 +134,23 @@ def _check_destination(out: Path, protected: Path | None, force: bool) -> bool:
         f"{out}: directory is not empty and was not written by kotsrewrite",
         hint="choose another --out directory, or pass --force to replace it",
     )
+
+
+def check_inputs_outside(
+    out: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str]]
+) -> None:
+    """Raise :class:`~kotsrewrite.OutputError` when any of ``inputs`` (files or directories
+    the run reads: License, Application, known images, the base) is ``out`` or inside it:
+    replacing ``out`` would delete it, ``--force`` or not."""
+    dest = Path(out).absolute().resolve()
+    for item in inputs:
+        path = Path(item).absolute().resolve()
+        if path == dest or dest in path.parents:
+            raise OutputError(
+                f"{dest}: refusing to write over the directory holding the input {item}:"
+                " replacing it would delete that input",
+                hint=f"move {item} out of {dest}, or choose another --out directory",
+            )
 
 
 def write_output(

@@ -30,6 +30,7 @@ from kotsrewrite._plan import RewriteOptions
 from kotsrewrite._report import dump_report, load_known_images
 from kotsrewrite._rewrite import rewrite
 from tests import lab
+from tests.name_proxy import NameProxy
 
 pytestmark = pytest.mark.slow
 
@@ -160,15 +161,35 @@ def _manifest_file(path: Path, refs: Sequence[str]) -> None:
     path.write_text("\n---\n".join(docs) + "\n")
 
 
-def test_two_thousand_images_with_ten_percent_faults(fleet: dict[str, Any], tmp_path: Path) -> None:
-    expected: dict[str, Verdict] = fleet["expected"]
+@pytest.fixture()
+def names(fleet: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """Each fault proxy's ``127.0.0.1:PORT`` -> a name without a port (``r1.stress``), reached
+    through a loopback proxy from the environment: a private image on a registry with a
+    port cannot be proxied, and rewrite refuses it (issue 13)."""
+    mapping = {p.host: f"r{i}.stress" for i, p in enumerate(fleet["proxies"])}
+    with NameProxy({name: host for host, name in mapping.items()}) as proxy:
+        for var in ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTPS_PROXY"):
+            monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")  # token realms: direct
+        yield mapping
+
+
+def test_two_thousand_images_with_ten_percent_faults(
+    fleet: dict[str, Any], names: dict[str, str], tmp_path: Path
+) -> None:
+    def named(ref: str) -> str:
+        host, _, rest = ref.partition("/")
+        return f"{names.get(host, host)}/{rest}"
+
+    expected: dict[str, Verdict] = {named(r): v for r, v in fleet["expected"].items()}
     proxies: list[lab.FaultProxy] = fleet["proxies"]
     refs = sorted(expected)
     source = tmp_path / "app.yaml"
     _manifest_file(source, refs)
     options = RewriteOptions(app_slug="stress", license_id="stress-license-0001")
     probe_options = ProbeOptions(
-        insecure_registries=frozenset(p.host for p in proxies),
+        insecure_registries=frozenset(p.host for p in proxies) | frozenset(names.values()),
         concurrency=64,
         per_registry=16,
         max_attempts=4,

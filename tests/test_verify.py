@@ -30,8 +30,11 @@ def _verify(directory: Path, *extra: str) -> tuple[int, str, str]:
 def test_golden_midstreams_verify(
     case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    out, _ = _run_case(case, tmp_path, monkeypatch)
-    code, stdout, stderr = _verify(out)
+    out, spec = _run_case(case, tmp_path, monkeypatch)
+    args = spec["args"]
+    # The secret without a namespace is in the app namespace: verify is told which one.
+    told = ["--namespace", args[args.index("--namespace") + 1]] if "--namespace" in args else []
+    code, stdout, stderr = _verify(out, *told)
     assert (code, stdout) == (0, ""), stderr
     assert ": ok:" in stderr
 
