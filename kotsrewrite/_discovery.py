@@ -11,14 +11,16 @@ volumes of PodSpecs (they need a ``configurations`` file), and every other strin
 from __future__ import annotations
 
 import gc
+import os
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, TextIO
 
+import attrs
 from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from ._errors import InputError, InvalidReferenceError
-from ._manifests import scalar_kind
+from ._manifests import Limits, load_manifests, scalar_kind
 from ._model import (
     Base,
     Document,
@@ -32,7 +34,7 @@ from ._model import (
 )
 from ._reference import ImageRef
 
-__all__ = ["KNOWN_POD_SPECS", "find_images", "parse_image_field"]
+__all__ = ["KNOWN_POD_SPECS", "find_images", "parse_image_field", "scan_manifests"]
 
 #: Where the PodSpec sits in the workload kinds KOTS knows, plus ``PodTemplate``.
 KNOWN_POD_SPECS: dict[str, tuple[str, ...]] = {
@@ -427,34 +429,89 @@ def find_images(base: Base, *, image_fields: Sequence[ImageField] = ()) -> Inven
             gc.enable()
 
 
-def _find(base: Base, image_fields: Sequence[ImageField]) -> Inventory:
-    uses: list[ImageUse] = []
-    unmanaged: list[ImageUse] = []
-    resources: list[Resource] = []
-    warnings: list[str] = []
-    namespaces: set[str] = set()
-    refs: dict[str, ImageRef] = {}
-    for doc in base.documents:
+class _Finder:
+    """Discovery over a stream of objects: :meth:`add` one at a time, then :meth:`inventory`."""
+
+    def __init__(self, image_fields: Sequence[ImageField]) -> None:
+        self.image_fields = image_fields
+        self.uses: list[ImageUse] = []
+        self.unmanaged: list[ImageUse] = []
+        self.resources: list[Resource] = []
+        self.warnings: list[str] = []
+        self.namespaces: set[str] = set()
+        self.refs: dict[str, ImageRef] = {}
+
+    def add(self, doc: Document) -> bool:
+        """Walk one object; true when it holds a PodSpec (it becomes a :class:`Resource`)."""
         if doc.namespace:
-            namespaces.add(doc.namespace)
+            self.namespaces.add(doc.namespace)
         if doc.kind == "Namespace" and doc.name:
-            namespaces.add(doc.name)
+            self.namespaces.add(doc.name)
         if doc.kind == _CRD:
-            continue
-        walk = _Walk(doc, len(resources), image_fields, refs)
+            return False
+        walk = _Walk(doc, len(self.resources), self.image_fields, self.refs)
         walk.run()
         order = sorted(walk.uses, key=lambda u: (u.location.line, u.location.field))
-        uses.extend(order)
-        unmanaged.extend(
+        self.uses.extend(order)
+        self.unmanaged.extend(
             sorted(walk.unmanaged.values(), key=lambda u: (u.location.line, u.location.field))
         )
-        warnings.extend(walk.warnings)
+        self.warnings.extend(walk.warnings)
         if walk.sites:
-            resources.append(Resource(document=doc, pod_specs=tuple(walk.sites)))
-    return Inventory(
-        uses=tuple(uses),
-        unmanaged=tuple(unmanaged),
-        resources=tuple(resources),
-        namespaces=tuple(sorted(namespaces)),
-        warnings=tuple(warnings),
-    )
+            self.resources.append(Resource(document=doc, pod_specs=tuple(walk.sites)))
+            return True
+        return False
+
+    def inventory(self) -> Inventory:
+        """What was found."""
+        return Inventory(
+            uses=tuple(self.uses),
+            unmanaged=tuple(self.unmanaged),
+            resources=tuple(self.resources),
+            namespaces=tuple(sorted(self.namespaces)),
+            warnings=tuple(self.warnings),
+        )
+
+
+def _find(base: Base, image_fields: Sequence[ImageField]) -> Inventory:
+    finder = _Finder(image_fields)
+    for doc in base.documents:
+        finder.add(doc)
+    return finder.inventory()
+
+
+def scan_manifests(
+    source: str | os.PathLike[str],
+    *,
+    limits: Limits | None = None,
+    stdin: TextIO | None = None,
+    image_fields: Sequence[ImageField] = (),
+    keep: Literal["all", "resources", "none"] = "all",
+) -> tuple[Base, Inventory]:
+    """:func:`~kotsrewrite.load_manifests` and :func:`find_images` in one pass, each object
+    walked as soon as it is read, so that composed node trees need not outlive their document.
+
+    ``keep`` says which objects keep their :attr:`~kotsrewrite.Document.node` in the result:
+    ``all`` (the same as loading then finding), ``resources`` (objects holding a PodSpec: what
+    the pull-secret patches are checked against) or ``none`` (locations only; memory then
+    grows with the image uses, not with the size of the manifests). Raises what both raise.
+    """
+    finder = _Finder(image_fields)
+
+    def visit(doc: Document) -> Document:
+        resource = finder.add(doc)
+        if keep == "all" or (keep == "resources" and resource):
+            return doc
+        lean = attrs.evolve(doc, node=None)
+        if resource:
+            finder.resources[-1] = attrs.evolve(finder.resources[-1], document=lean)
+        return lean
+
+    enabled = gc.isenabled()
+    gc.disable()  # creates no cycles; see load_manifests
+    try:
+        base = load_manifests(source, limits=limits, stdin=stdin, visit=visit)
+        return base, finder.inventory()
+    finally:
+        if enabled:
+            gc.enable()
