@@ -641,7 +641,11 @@ def _run_post_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         limits=_load_limits(args),
         stdin=sys.stdin,
     )
-    text = dump_documents(post_render(result.base, result.plan))
+    gc.freeze()  # as in rewrite: the base's node trees need no rescanning
+    try:
+        text = dump_documents(post_render(result.base, result.plan))
+    finally:
+        gc.unfreeze()
     for warning in result.warnings:
         err.write(f"kotsrewrite: warning: {warning}\n")
     if args.report:

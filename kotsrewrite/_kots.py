@@ -34,8 +34,14 @@ def _load_documents(path: str | os.PathLike[str], flag: str) -> list[Any]:
     if len(data) > _MAX_BYTES:
         raise InputError("file too large for a KOTS file", file=name)
     try:
+        text = data.decode("utf-8")
+        try:
+            # libyaml first: a KOTS Installation can list thousands of known images.
+            return [doc for doc in YAML(typ="safe", pure=False).load_all(text) if doc is not None]
+        except YAMLError:
+            pass  # libyaml rejects some YAML the pure parser reads (and reports better)
         yaml = YAML(typ="safe", pure=True)
-        return [doc for doc in yaml.load_all(data.decode("utf-8")) if doc is not None]
+        return [doc for doc in yaml.load_all(text) if doc is not None]
     except MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark is not None else None
         raise InputError(
