@@ -114,3 +114,11 @@ def test_generated_structures_dump_identically(data: Any) -> None:
         return
     fast = _render._fast_dump(data, _render._yaml())
     assert fast is None or fast == expected
+
+
+def test_every_word_dumps_identically_as_key_value_and_item() -> None:
+    # The property test above samples the words; this tries each in every position.
+    for word in _WORDS:
+        for data in ({"k": word}, {word: "v"}, ["x", word], {"k": [word, 1, None, {}, True]}):
+            fast = _render._fast_dump(data, _render._yaml())
+            assert fast is None or fast == _ruamel(data), data
