@@ -16,7 +16,7 @@ import io
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from ._errors import KotsRewriteError
 from ._plan import RewriteOptions
@@ -604,7 +604,9 @@ def _add_post_render(sub: argparse._SubParsersAction[_Parser]) -> None:
         " kustomize would build from the midstream kustomization for them: private images"
         " renamed to the proxy, the pull secret added to their workloads and appended."
         " Use it as: helm install REL CHART --post-renderer kotsrewrite"
-        " --post-renderer-args post-render --post-renderer-args --app-slug=SLUG ...",
+        " --post-renderer-args post-render --post-renderer-args --license=FILE ..."
+        " (Helm 4: after helm plugin install ./helm-plugin from the kotsrewrite repository)."
+        " Messages Helm would drop also go to Helm's stderr.",
     )
     _add_plan_options(
         p, namespace_help="the release namespace (its pull secret has no metadata.namespace)"
@@ -618,7 +620,7 @@ def _add_post_render(sub: argparse._SubParsersAction[_Parser]) -> None:
 def _run_post_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     from ._errors import InputError
-    from ._postrender import dump_documents, post_render
+    from ._postrender import helm_post_render
     from ._report import dump_report, load_known_images
     from ._rewrite import rewrite
 
@@ -643,7 +645,7 @@ def _run_post_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     )
     gc.freeze()  # as in rewrite: the base's node trees need no rescanning
     try:
-        text = dump_documents(post_render(result.base, result.plan))
+        text = helm_post_render(result.base, result.plan)
     finally:
         gc.unfreeze()
     for warning in result.warnings:
@@ -800,7 +802,22 @@ def main(
     internal error (a bug: one line asking for a report, the traceback with ``--verbose``);
     2 bad input or usage (one ``kotsrewrite: error:`` line naming the file:line or flag, then
     a ``hint:`` line); 130 interrupted.
+
+    ``post-render`` run by Helm (on the process's own stderr) also copies its messages to
+    Helm's stderr when Helm would swallow them (see ``kotsrewrite._helmio``).
     """
+    if stderr is None:
+        from ._helmio import helm_stderr
+
+        helm = helm_stderr(list(sys.argv[1:] if argv is None else argv), sys.stderr)
+        if helm is not None:
+            code = _main(argv, stdout, cast(TextIO, helm))
+            helm.finish(code)
+            return code
+    return _main(argv, stdout, stderr)
+
+
+def _main(argv: Sequence[str] | None, stdout: TextIO | None, stderr: TextIO | None) -> int:
     out = stdout if stdout is not None else sys.stdout
     err = stderr if stderr is not None else sys.stderr
     parser = build_parser()

@@ -11,6 +11,7 @@ CustomResourceDefinition, its default field specs, and the plan's ``configuratio
 
 from __future__ import annotations
 
+import bisect
 import copy
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -26,7 +27,7 @@ from ._model import Base
 from ._plan import _ANY, PatchTarget, Plan, RenameIndex, _simple_pattern
 from ._render import dump_yaml
 
-__all__ = ["dump_documents", "post_render"]
+__all__ = ["dump_documents", "helm_post_render", "post_render"]
 
 #: kustomize's commonAnnotations field specs: (group or None, version or None, kind or None,
 #: path). ``None`` matches anything, as an empty selector field does in kustomize.
@@ -295,3 +296,180 @@ def post_render(source: Base | Iterable[Mapping[str, Any]], plan: Plan) -> list[
 def dump_documents(objects: Iterable[Any]) -> str:
     """Objects as multi-document YAML (``---`` between them), as Helm reads it back."""
     return "---\n".join(dump_yaml(obj) for obj in objects)
+
+
+# --------------------------------------------------------------------------------------------
+# Helm: what the post-renderer's output needs beyond the objects kustomize would build.
+#
+# Helm 3 pipes `---\n# Source: CHART/templates/x.yaml\n...` and splits our output on the same
+# comments (`helm template --show-only`); it never sends hooks. Helm 4 pipes hooks and
+# manifests together, each object annotated with the template file it came from, and uses the
+# annotation to rebuild its files; it rejects output that is only whitespace.
+
+#: The annotation Helm 4 puts on every object it sends to a post-renderer (its template file).
+HELM_FILENAME_ANNOTATION = "postrenderer.helm.sh/postrender-filename"
+_HOOK = "helm.sh/hook"
+_HOOK_WEIGHT = "helm.sh/hook-weight"
+_SOURCE = "# Source: "
+_GENERATED_FILE = "kotsrewrite/pull-secret.yaml"
+_GENERATED_HOOK_FILE = "kotsrewrite/pull-secret-hooks.yaml"
+
+
+def hook_secret_name(plan: Plan) -> str:
+    """Name of the pull secret that Helm hooks use: ``<slug>-registry-hooks``.
+
+    A hook runs before the release's ordinary objects exist, so a hook that pulls through the
+    proxy cannot use the ordinary pull secret. It gets its own secret, itself a hook of the
+    same phases with a lower weight (created first) and ``before-hook-creation`` deletion; a
+    separate name, so it never collides with the ordinary secret (``--no-hooks``, upgrades).
+    """
+    return f"{plan.secret_name}-hooks"
+
+
+def source_comments(base: Base) -> list[tuple[str, ...]]:
+    """The ``# Source:`` comment lines heading each document of ``base``, per object.
+
+    Aligned with :attr:`~kotsrewrite.Base.documents` (every item of a ``List`` gets its
+    document's comments). Only stdin keeps its text; other bases give empty tuples.
+    """
+    if base.text is None:
+        return [() for _ in base.documents]
+    starts: list[int] = [0]  # 0-based line numbers of `---` markers (0: the stream's start)
+    sources: list[list[tuple[int, str]]] = [[]]
+    for number, line in enumerate(base.text.splitlines()):
+        if line.startswith("---") and line[3:4] in ("", " ", "\t"):
+            starts.append(number)
+            sources.append([])
+        elif line.startswith(_SOURCE):
+            sources[-1].append((number, line.rstrip()))
+    out = []
+    for doc in base.documents:
+        start = doc.line - 1
+        segment = bisect.bisect_right(starts, start) - 1
+        out.append(tuple(text for number, text in sources[segment] if number < start))
+    return out
+
+
+def _namespace(obj: Mapping[str, Any], plan: Plan) -> str:
+    return _metadata(obj, "namespace") or plan.options.namespace
+
+
+def _annotations(obj: Mapping[str, Any]) -> dict[str, Any]:
+    metadata = obj.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    return annotations if isinstance(annotations, dict) else {}
+
+
+def _hook_phases(obj: Mapping[str, Any]) -> list[str]:
+    value = _annotations(obj).get(_HOOK)
+    if not isinstance(value, str):
+        return []
+    return [phase.strip() for phase in value.split(",") if phase.strip()]
+
+
+def _pull_secret_refs(node: Any, name: str) -> Iterable[dict[str, Any]]:
+    """Every ``imagePullSecrets`` entry naming ``name``, at any depth."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "imagePullSecrets" and isinstance(value, list):
+                for entry in value:
+                    if isinstance(entry, dict) and entry.get("name") == name:
+                        yield entry
+            else:
+                yield from _pull_secret_refs(value, name)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _pull_secret_refs(value, name)
+
+
+def _hook_weight(obj: Mapping[str, Any]) -> int:
+    try:
+        return int(str(_annotations(obj).get(_HOOK_WEIGHT, "0")).strip())
+    except ValueError:
+        return 0
+
+
+def helm_secrets(
+    objects: list[dict[str, Any]], secrets: list[dict[str, Any]], plan: Plan
+) -> list[dict[str, Any]]:
+    """The pull secrets Helm should create for ``objects`` (already post-rendered).
+
+    An ordinary secret only in a namespace where an object that is not a hook lists it in
+    ``imagePullSecrets``, or that ``--additional-namespace`` asks for (``*``: every secret of
+    the plan). Hooks that list it are pointed at :func:`hook_secret_name` instead (changed
+    in place), and their namespaces get that secret as a hook of all their phases, weighted
+    one below the lowest hook weight of ``objects`` (and below 0), so Helm creates it first.
+    """
+    name = plan.secret_name
+    extra = plan.options.additional_namespaces
+    wanted = {_namespace(s, plan) for s in secrets} if "*" in extra else set(extra)
+    hook_phases: dict[str, set[str]] = {}
+    weights = [0]
+    for obj in objects:
+        phases = _hook_phases(obj)
+        if phases:
+            weights.append(_hook_weight(obj))
+        refs = list(_pull_secret_refs(obj, name))
+        if not refs:
+            continue
+        namespace = _namespace(obj, plan)
+        if phases:
+            hook_phases.setdefault(namespace, set()).update(phases)
+            for ref in refs:
+                ref["name"] = hook_secret_name(plan)
+        else:
+            wanted.add(namespace)
+    out = [s for s in secrets if _namespace(s, plan) in wanted]
+    by_namespace = {_namespace(s, plan): s for s in secrets}
+    for namespace in sorted(hook_phases):
+        template = by_namespace.get(namespace)
+        if template is None:  # the plan made no secret there (it always does today)
+            continue
+        hook = copy.deepcopy(template)
+        hook["metadata"]["name"] = hook_secret_name(plan)
+        hook["metadata"].setdefault("annotations", {}).update(
+            {
+                _HOOK: ",".join(sorted(hook_phases[namespace])),
+                _HOOK_WEIGHT: str(min(weights) - 1),
+                "helm.sh/hook-delete-policy": "before-hook-creation",
+            }
+        )
+        out.append(hook)
+    return out
+
+
+def _chart_of(path: str) -> str:
+    return path.split("/", 1)[0] if "/" in path else ""
+
+
+def helm_post_render(base: Base, plan: Plan) -> str:
+    """What ``kotsrewrite post-render`` writes for Helm 3 and Helm 4 (pure).
+
+    :func:`post_render`'s objects with the ``# Source:`` comments of their input documents
+    (Helm 3) and Helm 4's filename annotation kept; the pull secrets of :func:`helm_secrets`,
+    which carry a source of their own (``CHART/kotsrewrite/pull-secret.yaml``, or
+    ``...-hooks.yaml``) in whichever form the input used. No object at all gives ``---``:
+    Helm 4 refuses an empty output.
+    """
+    rendered = post_render(base, plan)
+    count = len(base.documents)
+    objects, secrets = rendered[:count], rendered[count:]
+    heads = source_comments(base)
+    secrets = helm_secrets(objects, secrets, plan)
+    filenames = [_annotations(o).get(HELM_FILENAME_ANNOTATION) for o in objects]
+    first = next((f for f in filenames if isinstance(f, str)), None)
+    first_head = next((h[0] for h in heads if h), None)
+    chart = _chart_of(first or (first_head or "").removeprefix(_SOURCE))
+    for secret in secrets:
+        generated = _GENERATED_HOOK_FILE if _HOOK in _annotations(secret) else _GENERATED_FILE
+        path = f"{chart}/{generated}" if chart else generated
+        if first is not None:
+            secret["metadata"].setdefault("annotations", {})[HELM_FILENAME_ANNOTATION] = path
+        heads.append((f"{_SOURCE}{path}",) if first_head is not None else ())
+    documents = [*objects, *secrets]
+    if not documents:
+        return "---\n"
+    return "".join(
+        "---\n" + "".join(line + "\n" for line in head) + dump_yaml(obj)
+        for head, obj in zip(heads, documents, strict=True)
+    )

@@ -16,6 +16,9 @@ Registries (all on 127.0.0.1, plain HTTP unless noted), each with images already
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,12 @@ from typing import Any
 import pytest
 
 from tests import lab
+
+ROOT = Path(__file__).resolve().parent.parent
+TOOLS = ROOT / ".cache" / "bin"
+# kubectl from scripts/setup, for machines without one (a kubectl on PATH comes first).
+if (TOOLS / "kubectl").exists():
+    os.environ["PATH"] = os.pathsep.join([os.environ.get("PATH", ""), str(TOOLS)])
 
 TOKEN_POLICY = {"public/*": "grant", "private/*": "empty", "refused/*": "refuse"}
 
@@ -94,3 +103,47 @@ def tls_registry(lab_ca: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
     with lab.registry(tls=lab_ca, workdir=tmp_path_factory.mktemp("tls")) as reg:
         reg.push("app", "1.0")
         yield reg
+
+
+class Helm:
+    """A real Helm binary from scripts/setup, with homes of its own (Helm 4: the
+    ``helm-plugin/`` post-renderer plugin installed) and this checkout's ``kotsrewrite``
+    first on PATH."""
+
+    def __init__(self, major: int, binary: Path, home: Path) -> None:
+        self.major = major
+        self.binary = binary
+        self.env = {
+            **os.environ,
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+            "HELM_DATA_HOME": str(home / "data"),
+            "HELM_CONFIG_HOME": str(home / "config"),
+            "HELM_CACHE_HOME": str(home / "cache"),
+        }
+
+    def run(self, *args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.binary), *map(str, args)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env,
+        )
+
+
+@pytest.fixture(scope="session", params=[3, 4], ids=["helm3", "helm4"])
+def helm(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    """Real Helm 3.19 and Helm 4.3 (each test runs under both). Absent: skipped, except in CI
+    (``CI=true``), where scripts/setup must have installed them."""
+    major: int = request.param
+    binary = TOOLS / f"helm{major}"
+    if not binary.exists():
+        message = f"{binary.relative_to(ROOT)} is missing: run scripts/setup"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    helm = Helm(major, binary, tmp_path_factory.mktemp(f"helm{major}-home"))
+    if major == 4:
+        proc = helm.run("plugin", "install", ROOT / "helm-plugin")
+        assert proc.returncode == 0, proc.stderr
+    return helm

@@ -9,6 +9,7 @@ objects must be equal, compared by (apiVersion, kind, namespace, name).
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ from ruamel.yaml import YAML
 
 import kotsrewrite
 from kotsrewrite._cli import _rewrite_options, build_parser, main
+from kotsrewrite._postrender import helm_post_render
 
 from .test_rewrite_golden import CASES, FIXTURES, _kustomize, _run_case
 
@@ -52,6 +54,33 @@ def _same(ours: list[dict[str, Any]], kustomized: list[dict[str, Any]]) -> None:
     assert sorted(a) == sorted(b)
     for key in a:
         assert a[key] == b[key], key
+
+
+def _secrets_in_use(objects: list[dict[str, Any]], args: list[str]) -> list[dict[str, Any]]:
+    """``objects`` without the pull secrets of namespaces where no object lists the secret
+    in ``imagePullSecrets`` (and that ``--additional-namespace`` does not ask for): what
+    ``post-render`` gives Helm."""
+    flags = dict(zip(args[::2], args[1::2], strict=False))
+    name = f"{flags['--app-slug']}-registry"
+    app_ns = flags.get("--namespace", "default")
+    extra = {v for k, v in itertools.pairwise(args) if k == "--additional-namespace"}
+
+    def ns(obj: dict[str, Any]) -> str:
+        return str((obj.get("metadata") or {}).get("namespace") or app_ns)
+
+    def pulls(obj: dict[str, Any]) -> bool:
+        return "'imagePullSecrets': [" in repr(obj) and f"{{'name': '{name}'}}" in repr(obj)
+
+    used = {ns(o) for o in objects if o["kind"] != "Secret" and pulls(o)}
+    return [
+        o
+        for o in objects
+        if o["kind"] != "Secret"
+        or o["metadata"]["name"] != name
+        or ns(o) in used
+        or ns(o) in extra
+        or "*" in extra
+    ]
 
 
 def _case_input(case: str, work: Path) -> tuple[str, str]:
@@ -109,7 +138,7 @@ def test_post_render_equals_kustomize_build(
     argv = ["post-render", *spec["args"], "--offline"]
     argv += ["--known-images", str(FIXTURES / case / "known-images.yaml")]
     assert main(argv, stdout=stdout, stderr=stderr) == 0, stderr.getvalue()
-    _same(_parse(stdout.getvalue()), kustomized)
+    _same(_parse(stdout.getvalue()), _secrets_in_use(kustomized, spec["args"]))
     license_id = spec["args"][spec["args"].index("--license-id") + 1]
     assert license_id not in stderr.getvalue()
 
@@ -325,3 +354,121 @@ def test_post_render_bad_manifest_names_stdin_line(monkeypatch: pytest.MonkeyPat
     assert main(argv, stdout=out, stderr=err) == 2
     assert out.getvalue() == ""
     assert "<stdin>:" in err.getvalue()
+
+
+HELM3_LIST = """\
+---
+# Source: acme/templates/list.yaml
+# a comment of the template
+apiVersion: v1
+kind: List
+items:
+- apiVersion: apps/v1
+  kind: Deployment
+  metadata: {name: a}
+  spec: {template: {spec: {containers: [{name: x, image: "quay.io/acme/web:1.4.2"}]}}}
+- apiVersion: v1
+  kind: ConfigMap
+  metadata: {name: b}
+---   # a document marker with a comment
+# Source: acme/templates/other.yaml
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: c}
+data:
+  embedded: |
+    ---
+    # Source: not/a/comment.yaml
+"""
+
+
+def _helm_post_render(text: str, tmp_path: Path, **options: Any) -> str:
+    base = kotsrewrite.load_manifests("-", stdin=io.StringIO(text))
+    inventory = kotsrewrite.find_images(base)
+    known = kotsrewrite.load_known_images(_known(tmp_path))
+    opts = kotsrewrite.RewriteOptions(app_slug="acme", license_id="LIC-x", **options)
+    plan = kotsrewrite.build_plan(inventory, known, opts)
+    return helm_post_render(base, plan)
+
+
+def test_helm_sources_follow_list_items_and_skip_block_scalars(tmp_path: Path) -> None:
+    out = _helm_post_render(HELM3_LIST, tmp_path)
+    heads = [chunk.split("\n", 1)[0] for chunk in out.split("---\n") if chunk]
+    assert heads == [
+        "# Source: acme/templates/list.yaml",  # List item a
+        "# Source: acme/templates/list.yaml",  # List item b
+        "# Source: acme/templates/other.yaml",
+        "# Source: acme/kotsrewrite/pull-secret.yaml",
+    ]
+    docs = _parse(out)
+    assert docs[2]["data"]["embedded"] == "---\n# Source: not/a/comment.yaml\n"
+    assert "postrenderer.helm.sh" not in out  # Helm 3 input: no Helm 4 annotation invented
+
+
+def test_helm_secrets_only_where_listed(tmp_path: Path) -> None:
+    """No object pulls through the proxy: no Secret, and '---' (Helm 4 refuses emptiness);
+    --additional-namespace still asks for one."""
+    public = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n"
+    public += "  containers: [{name: x, image: 'nginx:1.27'}]\n"
+    assert [d["kind"] for d in _parse(_helm_post_render(public, tmp_path))] == ["Pod"]
+    assert _helm_post_render("", tmp_path) == "---\n"
+    asked = _parse(_helm_post_render("", tmp_path, additional_namespaces=("ops",)))
+    assert [(d["kind"], d["metadata"].get("namespace")) for d in asked] == [("Secret", "ops")]
+
+
+HELM4_HOOKS = """\
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: pre
+  annotations:
+    helm.sh/hook: pre-upgrade,pre-install
+    helm.sh/hook-weight: "-10"
+    postrenderer.helm.sh/postrender-filename: acme/templates/pre.yaml
+spec: {template: {spec: {containers: [{name: x, image: "quay.io/acme/web:1.4.2"}]}}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: test
+  namespace: other
+  annotations:
+    helm.sh/hook: test
+    postrenderer.helm.sh/postrender-filename: acme/templates/tests/t.yaml
+spec: {containers: [{name: x, image: "quay.io/acme/web:1.4.2"}]}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: weights-only
+  annotations:
+    helm.sh/hook: post-install
+    helm.sh/hook-weight: "-20"
+    postrenderer.helm.sh/postrender-filename: acme/templates/cm.yaml
+"""
+
+
+def test_helm_hooks_get_a_hook_secret_of_their_own(tmp_path: Path) -> None:
+    """Only hooks pull through the proxy: no ordinary secret, and in each hook namespace a
+    hook secret of those hooks' phases, weighted below every hook of the chart."""
+    docs = {}
+    for d in _parse(_helm_post_render(HELM4_HOOKS, tmp_path)):
+        docs[(d["kind"], d["metadata"]["name"], d["metadata"].get("namespace"))] = d
+    assert [k for k in docs if k[0] == "Secret"] == [
+        ("Secret", "acme-registry-hooks", None),
+        ("Secret", "acme-registry-hooks", "other"),
+    ]
+    pre = docs[("Job", "pre", None)]["spec"]["template"]["spec"]
+    assert pre["imagePullSecrets"] == [{"name": "acme-registry-hooks"}]
+    release = docs[("Secret", "acme-registry-hooks", None)]["metadata"]["annotations"]
+    assert release["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert release["helm.sh/hook-weight"] == "-21"
+    assert release["helm.sh/hook-delete-policy"] == "before-hook-creation"
+    assert release["postrenderer.helm.sh/postrender-filename"] == (
+        "acme/kotsrewrite/pull-secret-hooks.yaml"
+    )
+    other = docs[("Secret", "acme-registry-hooks", "other")]["metadata"]["annotations"]
+    assert other["helm.sh/hook"] == "test"
+    # The input's annotations are kept for Helm 4 to rebuild its files.
+    cm = docs[("ConfigMap", "weights-only", None)]["metadata"]["annotations"]
+    assert cm["postrenderer.helm.sh/postrender-filename"] == "acme/templates/cm.yaml"
