@@ -17,7 +17,9 @@ Typical use, step by step (each step is a pure function but probing and writing)
 
 or all at once: ``kotsrewrite.rewrite("manifests/", options)`` -> :class:`RewriteResult`.
 Verdicts can come from a KOTS Installation or an earlier report instead of probing
-(:func:`load_known_images`). Errors a user can cause are :class:`InputError` (with ``file``,
+(:func:`load_known_images`); the app slug, license ID, additional namespaces and
+proxy-public-images setting from KOTS License and Application files (:func:`load_license`,
+:func:`load_application`). Errors a user can cause are :class:`InputError` (with ``file``,
 ``line`` and ``hint``); :class:`PolicyError` is a refusal under ``on_unknown="fail"``.
 """
 
@@ -29,6 +31,7 @@ from ._errors import (
     OutputError,
     PolicyError,
 )
+from ._kots import KotsApplication, KotsLicense, load_application, load_license
 from ._manifests import Limits, load_manifests, node_to_data
 from ._model import (
     Base,
@@ -40,6 +43,7 @@ from ._model import (
     Location,
     OnUnknown,
     PodSpecSite,
+    ProbeCause,
     ProbeResult,
     ProbeStep,
     Resource,
@@ -83,6 +87,8 @@ __all__ = [
     "InputError",
     "InvalidReferenceError",
     "Inventory",
+    "KotsApplication",
+    "KotsLicense",
     "KotsRewriteError",
     "Limits",
     "Location",
@@ -94,6 +100,7 @@ __all__ = [
     "Plan",
     "PodSpecSite",
     "PolicyError",
+    "ProbeCause",
     "ProbeOptions",
     "ProbeResult",
     "ProbeStep",
@@ -113,7 +120,9 @@ __all__ = [
     "find_images",
     "kustomize_build",
     "kustomize_command",
+    "load_application",
     "load_known_images",
+    "load_license",
     "load_manifests",
     "node_to_data",
     "parse_image",

@@ -27,8 +27,58 @@ _Runner = Callable[[argparse.Namespace, TextIO, TextIO], int]
 class _Parser(argparse.ArgumentParser):
     """argparse that exits 2 with a one-line reason and a hint on usage errors."""
 
+    #: The subcommands' parsers by name (set on each of them by :func:`build_parser`).
+    siblings: dict[str, argparse.ArgumentParser] | None = None
+
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\nhint: run '{self.prog} --help'\n")
+        hint = f"run '{self.prog} --help'"
+        misplaced = self._misplaced(message)
+        guess = self._guess(message)
+        if misplaced:
+            hint = f"{misplaced} ({hint})"
+        elif guess:
+            hint = f"did you mean {guess}? ({hint})"
+        self.exit(2, f"{self.prog}: error: {message}\nhint: {hint}\n")
+
+    def _misplaced(self, message: str) -> str | None:
+        """For an unrecognized option: given before the command, or another command's."""
+        if not message.startswith("unrecognized arguments:"):
+            return None
+        for token in message.partition(":")[2].split():
+            name = token.partition("=")[0]
+            if not name.startswith("-"):
+                continue
+            if name in self._option_string_actions:
+                return f"{name} goes after the command: {self.prog} ... {name}"
+            owners = [
+                command
+                for command, parser in (self.siblings or {}).items()
+                if name in parser._option_string_actions
+            ]
+            if owners:
+                which = " and ".join([", ".join(owners[:-1]), owners[-1]] if owners[1:] else owners)
+                return f"{name} is an option of {which}, not of this command"
+        return None
+
+    def _guess(self, message: str) -> str | None:
+        """The option or choice closest to a mistyped one in ``message``, if any is close."""
+        import difflib
+        import re
+
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice:
+            options: list[str] = re.findall(r"'([^']*)'", choice.group(2))
+            found = difflib.get_close_matches(choice.group(1), options, n=1, cutoff=0.6)
+            return found[0] if found else None
+        if message.startswith("unrecognized arguments:"):
+            known = [o for o in self._option_string_actions if o.startswith("--")]
+            for token in message.partition(":")[2].split():
+                if token.startswith("--"):
+                    name = token.partition("=")[0]
+                    found = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+                    if found:
+                        return found[0]
+        return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -36,8 +86,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_images(sub: argparse._SubParsersAction[_Parser]) -> None:
-    p = sub.add_parser("images", help="list every image and where it is used")
-    p.add_argument("path", help="directory, file, or - for stdin")
+    p = sub.add_parser(
+        "images",
+        help="list every image and where it is used",
+        description="List every image in rendered manifests and where it is used (file:line,"
+        " object, container), then the image fields kotsrewrite finds but does not rewrite"
+        " (with the --image-field that would manage each). Probes nothing, writes nothing.",
+    )
+    p.add_argument("path", help="directory, kustomize base, file, or - for stdin")
     p.add_argument(
         "--format", choices=("table", "json"), default="table", help="output (default: table)"
     )
@@ -46,15 +102,46 @@ def _add_images(sub: argparse._SubParsersAction[_Parser]) -> None:
         action="append",
         default=[],
         metavar="KIND:PATH",
-        help="also manage this field, e.g. MyApp:spec/image or '*:spec/steps[]/image' (repeatable)",
+        help=_IMAGE_FIELD_HELP,
     )
-    p.add_argument(
-        "--max-file-bytes", type=_positive_int, default=None, metavar="N", help="largest file read"
-    )
-    p.add_argument(
-        "--max-documents", type=_positive_int, default=None, metavar="N", help="most documents"
-    )
+    _add_limit_options(p)
     p.set_defaults(run=_run_images)
+
+
+_IMAGE_FIELD_HELP = (
+    "also manage this image field, e.g. MyApp:spec/image, '*:spec/steps[]/image', or as"
+    " warnings print it, ConfigMap:data.image (repeatable; default: none)"
+)
+
+
+def _add_limit_options(p: argparse.ArgumentParser) -> None:
+    """``--max-file-bytes``/``--max-documents`` (their defaults are :class:`Limits`')."""
+    p.add_argument(
+        "--max-file-bytes",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="refuse a file (or stdin) larger than N bytes (default: 67108864, 64 MiB)",
+    )
+    p.add_argument(
+        "--max-documents",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="refuse a base of more than N YAML documents (default: 100000)",
+    )
+
+
+def _stdin_not_a_terminal(path: str, example: str) -> None:
+    """Refuse to wait for manifests typed at a terminal: say how to pipe them in."""
+    if path == "-" and sys.stdin is not None and sys.stdin.isatty():
+        from ._errors import InputError
+
+        raise InputError(
+            "reads manifests from stdin, but stdin is a terminal",
+            file="<stdin>",
+            hint=f"pipe rendered manifests in, e.g. {example}",
+        )
 
 
 def _positive_int(text: str) -> int:
@@ -202,7 +289,7 @@ def _images_table(inventory: Any) -> str:
                 what = f"{loc.field} [field]"
             else:
                 what = (loc.container or "(unnamed)") + _SLOT_MARK.get(str(use.slot), "")
-            rows.append(["  " + f"{loc.file}:{loc.line}", _object_name(loc), what])
+            rows.append(["  " + f"{inventory.shown(loc.file)}:{loc.line}", _object_name(loc), what])
     if rows:
         lines = _table(("IMAGE / WHERE", "OBJECT", "CONTAINER"), rows)
         out.append(lines[0])
@@ -223,7 +310,8 @@ def _images_table(inventory: Any) -> str:
         rows = []
         for use in sorted(inventory.unmanaged, key=lambda u: u.ref.original):
             loc = use.location
-            rows.append([use.ref.original, f"{loc.file}:{loc.line}", _object_name(loc)])
+            where = f"{inventory.shown(loc.file)}:{loc.line}"
+            rows.append([use.ref.original, where, _object_name(loc)])
             rows.append(["  " + loc.field, "", ""])
         out += _table(("IMAGE / FIELD", "WHERE", "OBJECT"), rows)
     return "\n".join(out) + "\n"
@@ -233,6 +321,7 @@ def _run_images(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from ._discovery import parse_image_field, scan_manifests
 
     fields = [parse_image_field(text) for text in args.image_field]
+    _stdin_not_a_terminal(args.path, "helm template REL CHART | kotsrewrite images -")
     # Only the locations are needed: no node tree outlives its document.
     _, inventory = scan_manifests(
         args.path, limits=_load_limits(args), image_fields=fields, keep="none"
@@ -266,7 +355,9 @@ def _add_probe(sub: argparse._SubParsersAction[_Parser]) -> None:
         " pulled anonymously; print the verdict (public, private, not_found, rate_limited,"
         " unreachable) with its evidence. Exit 0 even when images are private.",
     )
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument(
+        "images", nargs="+", metavar="IMAGE", help="image reference, e.g. quay.io/acme/api:1.0"
+    )
     p.add_argument(
         "--format", choices=("table", "json"), default="table", help="output (default: table)"
     )
@@ -275,7 +366,8 @@ def _add_probe(sub: argparse._SubParsersAction[_Parser]) -> None:
         "--on-unknown",
         choices=["private", "public", "fail"],
         default="private",
-        help="not_found/rate_limited/unreachable: warn (private, public) or exit 1 (fail)",
+        help="not_found/rate_limited/unreachable: warn (private, public) or exit 1 (fail)"
+        " (default: private)",
     )
     p.set_defaults(run=_run_probe)
 
@@ -287,9 +379,14 @@ def _add_transport_options(p: argparse.ArgumentParser) -> None:
         metavar="HOST",
         action="append",
         default=[],
-        help="reach HOST[:PORT] over plain HTTP (repeatable)",
+        help="reach HOST[:PORT] over plain HTTP (repeatable; default: none, every registry"
+        " over https)",
     )
-    p.add_argument("--ca-file", metavar="FILE", help="extra CA certificates (PEM)")
+    p.add_argument(
+        "--ca-file",
+        metavar="FILE",
+        help="extra CA certificates (PEM) to trust (default: the system's only)",
+    )
     p.add_argument(
         "--concurrency", type=_positive_int, metavar="N", help="probes in flight (default 64)"
     )
@@ -321,6 +418,20 @@ def _probe_options(args: argparse.Namespace) -> Any:
     )
 
 
+def _write_cause_hints(evidence: Sequence[Any], err: TextIO) -> None:
+    """One ``hint:`` line per actionable cause the evidence records (e.g. a registry that
+    answered plain HTTP: the flag that reaches it so, named only as a hint)."""
+    from ._model import ProbeCause
+
+    causes = dict.fromkeys(cause for ev in evidence for cause in ev.causes())
+    for cause, host in causes:
+        if cause is ProbeCause.PLAIN_HTTP:
+            err.write(
+                f"hint: {host} answered plain HTTP, not TLS; if that registry is meant to be"
+                f" reached without TLS, pass --insecure-registry {host}\n"
+            )
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -348,6 +459,21 @@ def _run_probe(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     options = _probe_options(args)
     with ProbeProgress(refs, err) as progress:
         results = probe_sync(refs, options, on_result=progress)
+    unknown = [r for r in results if not r.verdict.is_known]
+    how = {"private": "treated as private", "public": "left alone", "fail": "refused"}
+    warnings = [
+        {
+            "code": "unknown-verdict",
+            "message": f"{r.image.original}: {r.verdict}"
+            f" ({how[args.on_unknown]} under --on-unknown {args.on_unknown})",
+            "image": r.image.original,
+            "verdict": str(r.verdict),
+            "onUnknown": args.on_unknown,
+            "reason": r.evidence.reason,
+            "causes": [{"cause": str(c), "host": h} for c, h in r.evidence.causes()],
+        }
+        for r in unknown
+    ]
     if args.format == "json":
         doc = {
             "images": [
@@ -357,7 +483,8 @@ def _run_probe(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                     "evidence": r.evidence.to_json(),
                 }
                 for r in results
-            ]
+            ],
+            "warnings": warnings,
         }
         out.write(json.dumps(doc, indent=2) + "\n")
     else:
@@ -365,13 +492,9 @@ def _run_probe(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         out.write(f"{'VERDICT':<13}{'IMAGE':<{width + 2}}REASON\n")
         for r in results:
             out.write(f"{r.verdict!s:<13}{r.image.original:<{width + 2}}{r.evidence.reason}\n")
-    unknown = [r for r in results if not r.verdict.is_known]
-    for r in unknown:
-        how = {"private": "treated as private", "public": "left alone", "fail": "refused"}
-        err.write(
-            f"kotsrewrite: warning: {r.image.original}: {r.verdict}"
-            f" ({how[args.on_unknown]} under --on-unknown {args.on_unknown})\n"
-        )
+    for warning in warnings:
+        err.write(f"kotsrewrite: warning: {warning['message']}\n")
+    _write_cause_hints([r.evidence for r in unknown], err)
     if unknown and args.on_unknown == "fail":
         err.write(
             f"kotsrewrite: error: {len(unknown)} image(s) neither public nor private\n"
@@ -387,8 +510,12 @@ def _run_probe(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def _add_plan_options(p: argparse.ArgumentParser, *, namespace_help: str) -> None:
     """The options that decide the plan, shared by ``rewrite`` and ``post-render``."""
-    p.add_argument("--app-slug", metavar="SLUG", help="app slug (or from --license)")
-    p.add_argument("--license-id", metavar="ID", help="license ID (or from --license)")
+    p.add_argument(
+        "--app-slug", metavar="SLUG", help="app slug (required unless --license gives it)"
+    )
+    p.add_argument(
+        "--license-id", metavar="ID", help="license ID (required unless --license gives it)"
+    )
     p.add_argument("--license", metavar="FILE", help="KOTS License YAML (licenseID, appSlug)")
     p.add_argument(
         "--application",
@@ -401,21 +528,36 @@ def _add_plan_options(p: argparse.ArgumentParser, *, namespace_help: str) -> Non
         metavar="NS",
         action="append",
         default=[],
-        help="also create the pull secret in NS ('*': every namespace seen); repeatable",
+        help="also create the pull secret in NS ('*': every namespace seen); repeatable"
+        " (default: none)",
     )
-    p.add_argument("--proxy-host", metavar="H", default="proxy.replicated.com")
-    p.add_argument("--replicated-registry", metavar="H", default="registry.replicated.com")
+    p.add_argument(
+        "--proxy-host",
+        metavar="H",
+        default="proxy.replicated.com",
+        help="the Replicated proxy, or its custom domain: private images are renamed to"
+        " H/proxy/SLUG/IMAGE (default: proxy.replicated.com)",
+    )
+    p.add_argument(
+        "--replicated-registry",
+        metavar="H",
+        default="registry.replicated.com",
+        help="the Replicated registry, or its custom domain: its images keep their names and"
+        " get the pull secret (default: registry.replicated.com)",
+    )
     p.add_argument(
         "--known-images",
         metavar="FILE",
-        help="KOTS Installation YAML or a kotsrewrite report: verdicts used instead of probing",
+        help="KOTS Installation YAML or a kotsrewrite report: verdicts used instead of probing"
+        " (default: none, every image is probed)",
     )
     p.add_argument(
         "--cache-ttl",
         metavar="SECONDS",
-        type=float,
+        type=_positive_float,
         default=None,
-        help="ignore report verdicts probed longer ago than this",
+        help="with a report as --known-images: ignore verdicts probed longer ago than this"
+        " (default: no limit)",
     )
     p.add_argument("--offline", action="store_true", help="never touch the network")
     p.add_argument(
@@ -432,15 +574,10 @@ def _add_plan_options(p: argparse.ArgumentParser, *, namespace_help: str) -> Non
         metavar="KIND:PATH",
         action="append",
         default=[],
-        help="manage a custom image field, e.g. MyApp:spec/image; repeatable",
+        help=_IMAGE_FIELD_HELP,
     )
     _add_transport_options(p)
-    p.add_argument(
-        "--max-file-bytes", type=_positive_int, default=None, metavar="N", help="largest file read"
-    )
-    p.add_argument(
-        "--max-documents", type=_positive_int, default=None, metavar="N", help="most documents"
-    )
+    _add_limit_options(p)
 
 
 def _add_rewrite(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -451,10 +588,15 @@ def _add_rewrite(sub: argparse._SubParsersAction[_Parser]) -> None:
         " kustomization that pulls private images through the proxy with the license secret.",
     )
     p.add_argument("path", help="directory, kustomize base, file, or - for stdin")
-    _add_plan_options(p, namespace_help="app namespace")
-    p.add_argument("--out", metavar="DIR", help="output directory (default: midstream/ beside)")
+    _add_plan_options(p, namespace_help="app namespace (default: default)")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="output directory (default: midstream/ beside the base directory or file;"
+        " ./midstream for stdin)",
+    )
     p.add_argument("--force", action="store_true", help="replace a directory not written by us")
-    p.add_argument("--report", metavar="FILE|-", help="write the JSON report to FILE or stdout")
+    p.add_argument("--report", metavar="FILE|-", help="write the JSON report to FILE or - (stdout)")
     p.add_argument(
         "--dry-run", action="store_true", help="print the files and the plan; write nothing"
     )
@@ -468,39 +610,43 @@ def _add_rewrite(sub: argparse._SubParsersAction[_Parser]) -> None:
 
 def _rewrite_options(args: argparse.Namespace) -> tuple[RewriteOptions, bool]:
     """RewriteOptions from the flags and the KOTS files; and whether proxy-all is on."""
+    from ._discovery import parse_image_field
     from ._errors import InputError
-    from ._kots import read_application, read_license
-    from ._model import ImageField, OnUnknown
+    from ._kots import load_application, load_license
+    from ._model import OnUnknown
 
     slug, license_id = args.app_slug, args.license_id
     if args.license:
-        lic = read_license(args.license)
+        lic = load_license(args.license)
         slug = slug or lic.app_slug
         license_id = license_id or lic.license_id
     additional = list(args.additional_namespace)
     proxy_all = bool(args.proxy_all)
     if args.application:
-        app = read_application(args.application)
+        app = load_application(args.application)
         additional += [ns for ns in app.additional_namespaces if ns not in additional]
         proxy_all = proxy_all or app.proxy_public_images
+    if not slug and args.license:
+        raise InputError(
+            "the License has no spec.appSlug",
+            file=args.license,
+            hint="pass --app-slug SLUG, or give the License file from the vendor portal",
+        )
     if not slug:
         raise InputError(
             "no app slug", file="--app-slug", hint="pass --app-slug SLUG or --license FILE"
+        )
+    if not license_id and args.license:
+        raise InputError(
+            "the License has no spec.licenseID",
+            file=args.license,
+            hint="pass --license-id ID, or give the License file from the vendor portal",
         )
     if not license_id:
         raise InputError(
             "no license ID", file="--license-id", hint="pass --license-id ID or --license FILE"
         )
-    fields = []
-    for spec in args.image_field:
-        kind, sep, path = spec.partition(":")
-        if not sep or not kind or not path or path.startswith("/"):
-            raise InputError(
-                f"invalid image field {spec!r}",
-                file="--image-field",
-                hint="use KIND:PATH with a slash-separated path, e.g. MyApp:spec/image",
-            )
-        fields.append(ImageField(kind=kind, path=path))
+    fields = [parse_image_field(text) for text in args.image_field]
     options = RewriteOptions(
         app_slug=slug,
         license_id=license_id,
@@ -536,7 +682,29 @@ def _write_report(path: str, text: str) -> None:
     try:
         Path(path).write_text(text, encoding="utf-8")
     except OSError as exc:
-        raise OutputError(f"{path}: cannot write the report: {exc.strerror}") from None
+        raise OutputError(
+            f"{path}: cannot write the report: {exc.strerror}", hint=_REPORT_HINT
+        ) from None
+
+
+_REPORT_HINT = "give a file in an existing, writable directory, e.g. --report report.json"
+
+
+def _check_report_path(path: str | None) -> None:
+    """Refuse a --report that cannot be written before any work (and any output) is done."""
+    import os
+
+    from ._errors import OutputError
+
+    if path is None or path == "-":
+        return
+    parent = os.path.dirname(path) or "."
+    if os.path.isdir(path):
+        raise OutputError(f"{path}: cannot write the report: is a directory", hint=_REPORT_HINT)
+    if not os.path.isdir(parent):
+        raise OutputError(
+            f"{path}: cannot write the report: no directory {parent}", hint=_REPORT_HINT
+        )
 
 
 def _run_rewrite(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -545,6 +713,8 @@ def _run_rewrite(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from ._rewrite import rewrite
 
     options, _ = _rewrite_options(args)
+    _check_report_path(args.report)
+    _stdin_not_a_terminal(args.path, "helm template REL CHART | kotsrewrite rewrite - ...")
     known = []
     if args.known_images:
         known = load_known_images(args.known_images, ttl=args.cache_ttl)
@@ -564,18 +734,21 @@ def _run_rewrite(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     )
     for warning in result.warnings:
         err.write(f"kotsrewrite: warning: {warning}\n")
+    _write_cause_hints([d.evidence for d in result.plan.decisions if d.unknown], err)
     if args.dry_run:
-        out.write(f"# would write {result.output}\n")
+        # With --report -, stdout carries the JSON report alone: the listing goes to stderr.
+        listing = err if args.report == "-" else out
+        listing.write(f"# would write {result.output}\n")
         for name in result.files:
-            out.write(f"{name}\n")
+            listing.write(f"{name}\n")
         for d in result.plan.decisions:
             verdict = "-" if d.verdict is None else str(d.verdict)
             target = f" -> {d.new_image}" if d.new_name else ""
-            out.write(f"{d.action:<11} {verdict:<12} {d.image.original}{target}\n")
+            listing.write(f"{d.action:<11} {verdict:<12} {d.image.original}{target}\n")
         for patch in result.plan.patches:
             t = patch.target
             ns = f" -n {t.namespace}" if t.namespace else ""
-            out.write(
+            listing.write(
                 f"patch       {t.kind}/{t.name}{ns}: imagePullSecrets += {options.secret_name}\n"
             )
     if args.report:
@@ -609,7 +782,9 @@ def _add_post_render(sub: argparse._SubParsersAction[_Parser]) -> None:
         " Messages Helm would drop also go to Helm's stderr.",
     )
     _add_plan_options(
-        p, namespace_help="the release namespace (its pull secret has no metadata.namespace)"
+        p,
+        namespace_help="the release namespace (its pull secret has no metadata.namespace;"
+        " default: default)",
     )
     p.add_argument(
         "--report", metavar="FILE", help="write the JSON report to FILE (stdout is the output)"
@@ -631,6 +806,10 @@ def _run_post_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             hint="give a file name, e.g. --report kotsrewrite-report.json",
         )
     options, _ = _rewrite_options(args)
+    _check_report_path(args.report)
+    _stdin_not_a_terminal(
+        "-", "helm install REL CHART --post-renderer kotsrewrite --post-renderer-args post-render"
+    )
     known = load_known_images(args.known_images, ttl=args.cache_ttl) if args.known_images else []
     probe_options = _probe_options(args)
     result = rewrite(
@@ -650,6 +829,7 @@ def _run_post_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         gc.unfreeze()
     for warning in result.warnings:
         err.write(f"kotsrewrite: warning: {warning}\n")
+    _write_cause_hints([d.evidence for d in result.plan.decisions if d.unknown], err)
     if args.report:
         report = {**result.report, "output": None, "files": []}
         _write_report(args.report, dump_report(report))
@@ -720,6 +900,12 @@ def _add_output_options(parser: argparse.ArgumentParser, *, suppress: bool) -> N
     )
 
 
+def _version() -> str:
+    from . import __version__
+
+    return f"kotsrewrite {__version__}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``kotsrewrite`` command (used to check the README)."""
     parser = _Parser(
@@ -731,6 +917,9 @@ def build_parser() -> argparse.ArgumentParser:
         " command's options.",
     )
     _add_output_options(parser, suppress=False)
+    parser.add_argument(
+        "--version", action="version", version=_version(), help="print the version and exit"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     _add_images(sub)
@@ -740,6 +929,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_verify(sub)
     for subparser in sub.choices.values():
         _add_output_options(subparser, suppress=True)
+        if isinstance(subparser, _Parser):
+            subparser.siblings = dict(sub.choices)
     return parser
 
 

@@ -19,7 +19,7 @@ from typing import Any, Literal, TextIO
 import attrs
 from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
-from ._errors import InputError, InvalidReferenceError
+from ._errors import InputError, InvalidReferenceError, shown_path
 from ._manifests import Limits, load_manifests, scalar_kind
 from ._model import (
     Base,
@@ -60,19 +60,29 @@ _TEMPLATE = re.compile(r"\{\{|\$\(")
 _PathT = tuple[str | int, ...]
 
 
+_INDEX = re.compile(r"\[\d*\]")
+
+
 def parse_image_field(text: str) -> ImageField:
     """Parse ``KIND:PATH`` (``Tekton:spec/steps[]/image``, ``*:spec/image``).
 
+    The path is slash separated as in kustomize fieldSpecs, or dotted as kotsrewrite prints
+    fields in its warnings and tables (``ConfigMap:data.image``,
+    ``Tekton:spec.steps[0].image``): a path without a slash is read that way, a list index
+    meaning every entry (``steps[]``).
+
     Raises :class:`~kotsrewrite.InputError` naming ``--image-field`` when malformed.
     """
-    kind, sep, path = text.partition(":")
+    kind, sep, path = text.strip().partition(":")
     path = path.strip("/")
-    if not sep or not kind or not path or "//" in path:
+    if "/" not in path:
+        path = _INDEX.sub("[]", path).replace(".", "/")
+    if not sep or not kind or not path or "//" in path or path.startswith("[]"):
         raise InputError(
             f"invalid image field {text!r}",
             file="--image-field",
-            hint="give KIND:PATH with a slash separated path, e.g. MyApp:spec/image or"
-            " '*:spec/steps[]/image'",
+            hint="give KIND:PATH, the path slash separated or dotted, e.g. MyApp:spec/image,"
+            " '*:spec/steps[]/image' or ConfigMap:data.image",
         )
     return ImageField(kind=kind, path=path)
 
@@ -136,8 +146,12 @@ class _Walk:
         resource: int,
         fields: Sequence[ImageField],
         refs: dict[str, ImageRef],
+        base_dir: str | None = None,
+        matched: set[ImageField] | None = None,
     ) -> None:
         self.doc = doc
+        self.matched: set[ImageField] = matched if matched is not None else set()
+        self.base_dir = base_dir
         self.refs = refs
         self.resource = resource
         self.fields = fields
@@ -149,6 +163,10 @@ class _Walk:
         self.claimed: set[_PathT] = set()
 
     # -- helpers -------------------------------------------------------------------------
+
+    def _shown(self) -> str:
+        """The document's file as the user can open it, for warnings."""
+        return shown_path(self.base_dir, self.doc.file)
 
     def _location(self, path: _PathT, node: Any, container: str | None) -> Location:
         doc = self.doc
@@ -330,7 +348,7 @@ class _Walk:
                 image = _get(entry, "image")
                 if image is not None and type(image) is not ScalarNode:
                     self.warnings.append(
-                        f"{self.doc.file}:{_line(image)}: {_dotted((*path, i, 'image'))} of"
+                        f"{self._shown()}:{_line(image)}: {_dotted((*path, i, 'image'))} of"
                         f" {self.doc.kind} {self.doc.name or '(unnamed)'} is not a string;"
                         " kustomize's image transformer fails on such an object"
                     )
@@ -355,7 +373,7 @@ class _Walk:
             ref = self.refs.get(node.value) or ImageRef.parse(str(node.value))
         except InvalidReferenceError as exc:
             self.warnings.append(
-                f"{self.doc.file}:{_line(node)}: {_dotted(path)} of {self.doc.kind}"
+                f"{self._shown()}:{_line(node)}: {_dotted(path)} of {self.doc.kind}"
                 f" {self.doc.name or '(unnamed)'} is not an image reference, ignored:"
                 f" {exc.message}"
             )
@@ -377,6 +395,8 @@ class _Walk:
             found: list[tuple[_PathT, Any]] = []
             self._follow(self.doc.node, _field_segments(field), (), found)
             for path, node in found:
+                if type(node) is ScalarNode and not _is_null(node):
+                    self.matched.add(field)
                 if path in self.claimed or type(node) is not ScalarNode or _is_null(node):
                     continue
                 self.unmanaged.pop(path, None)
@@ -424,6 +444,8 @@ def find_images(base: Base, *, image_fields: Sequence[ImageField] = ()) -> Inven
     gc.disable()  # creates no cycles; see load_manifests
     try:
         return _find(base, image_fields)
+    except InputError as exc:
+        raise exc.within(base.base_dir) from None
     finally:
         if enabled:
             gc.enable()
@@ -432,14 +454,16 @@ def find_images(base: Base, *, image_fields: Sequence[ImageField] = ()) -> Inven
 class _Finder:
     """Discovery over a stream of objects: :meth:`add` one at a time, then :meth:`inventory`."""
 
-    def __init__(self, image_fields: Sequence[ImageField]) -> None:
+    def __init__(self, image_fields: Sequence[ImageField], base_dir: str | None) -> None:
         self.image_fields = image_fields
+        self.base_dir = base_dir
         self.uses: list[ImageUse] = []
         self.unmanaged: list[ImageUse] = []
         self.resources: list[Resource] = []
         self.warnings: list[str] = []
         self.namespaces: set[str] = set()
         self.refs: dict[str, ImageRef] = {}
+        self.matched: set[ImageField] = set()
 
     def add(self, doc: Document) -> bool:
         """Walk one object; true when it holds a PodSpec (it becomes a :class:`Resource`)."""
@@ -449,7 +473,9 @@ class _Finder:
             self.namespaces.add(doc.name)
         if doc.kind == _CRD:
             return False
-        walk = _Walk(doc, len(self.resources), self.image_fields, self.refs)
+        walk = _Walk(
+            doc, len(self.resources), self.image_fields, self.refs, self.base_dir, self.matched
+        )
         walk.run()
         order = sorted(walk.uses, key=lambda u: (u.location.line, u.location.field))
         self.uses.extend(order)
@@ -462,22 +488,49 @@ class _Finder:
             return True
         return False
 
-    def inventory(self) -> Inventory:
-        """What was found."""
+    def inventory(self, base: Base) -> Inventory:
+        """What was found in ``base`` (whose objects were all given to :meth:`add`)."""
+        warnings = list(self.warnings)
+        if not base.documents:
+            what = "stdin" if base.mode == "stdin" else base.source
+            warnings.insert(
+                0,
+                f"no Kubernetes objects in {what} (empty, or only comments and empty documents);"
+                " nothing to rewrite",
+            )
+        for field in dict.fromkeys(self.image_fields):
+            if field not in self.matched:
+                kinds = "object" if field.kind == "*" else field.kind
+                warnings.append(
+                    f"image field {field.kind}:{field.path} matches nothing: no {kinds} in the"
+                    f" base has a string at {field.path.replace('/', '.')}; check the kind and"
+                    " the path"
+                )
         return Inventory(
             uses=tuple(self.uses),
             unmanaged=tuple(self.unmanaged),
             resources=tuple(self.resources),
             namespaces=tuple(sorted(self.namespaces)),
-            warnings=tuple(self.warnings),
+            warnings=tuple(warnings),
+            base_dir=base.base_dir,
         )
 
 
 def _find(base: Base, image_fields: Sequence[ImageField]) -> Inventory:
-    finder = _Finder(image_fields)
+    finder = _Finder(image_fields, base.base_dir)
     for doc in base.documents:
         finder.add(doc)
-    return finder.inventory()
+    return finder.inventory(base)
+
+
+def _base_dir(source: str | os.PathLike[str]) -> str | None:
+    """:attr:`~kotsrewrite.Base.base_dir` of the base that loading ``source`` gives."""
+    text = str(source)
+    if text == "-":
+        return None
+    if os.path.isdir(text):
+        return text
+    return os.path.dirname(text) or None
 
 
 def scan_manifests(
@@ -494,9 +547,10 @@ def scan_manifests(
     ``keep`` says which objects keep their :attr:`~kotsrewrite.Document.node` in the result:
     ``all`` (the same as loading then finding), ``resources`` (objects holding a PodSpec: what
     the pull-secret patches are checked against) or ``none`` (locations only; memory then
-    grows with the image uses, not with the size of the manifests). Raises what both raise.
+    grows with the image uses, not with the size of the manifests). Raises what both raise
+    (the loader names files in the walk's errors as it names its own).
     """
-    finder = _Finder(image_fields)
+    finder = _Finder(image_fields, _base_dir(source))
 
     def visit(doc: Document) -> Document:
         resource = finder.add(doc)
@@ -511,7 +565,7 @@ def scan_manifests(
     gc.disable()  # creates no cycles; see load_manifests
     try:
         base = load_manifests(source, limits=limits, stdin=stdin, visit=visit)
-        return base, finder.inventory()
+        return base, finder.inventory(base)
     finally:
         if enabled:
             gc.enable()

@@ -9,6 +9,9 @@ No exception message or repr ever contains the license ID.
 
 from __future__ import annotations
 
+import os
+import posixpath
+
 
 class KotsRewriteError(Exception):
     """Base class of every error kotsrewrite raises on purpose."""
@@ -27,9 +30,10 @@ class KotsRewriteError(Exception):
 class InputError(KotsRewriteError):
     """Bad input: a manifest, reference, option or file the user gave.
 
-    ``file`` is the path as the user would recognise it (relative to the base when it came from
-    a directory, ``<stdin>`` for standard input, or ``--flag`` for an option); ``line`` is
-    1-based, or ``None`` when the problem is not tied to a line.
+    ``file`` is the path as the user can open it from where they ran the command (the base
+    they gave joined with the file's path in it, see :func:`shown_path`; ``<stdin>`` for
+    standard input, or ``--flag`` for an option); ``line`` is 1-based, or ``None`` when the
+    problem is not tied to a line.
     """
 
     exit_code = 2
@@ -61,6 +65,28 @@ class InputError(KotsRewriteError):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r}, file={self.file!r}, line={self.line!r})"
+
+    def within(self, base_dir: str | None) -> InputError:
+        """This error with its file, relative to the base directory ``base_dir`` (as the user
+        gave it), shown as the user can open it (:func:`shown_path`). Returns ``self``."""
+        if self.file is not None:
+            self.file = shown_path(base_dir, self.file)
+        return self
+
+
+def shown_path(base_dir: str | None, file: str) -> str:
+    """A file of a base named as the user can open it from where they ran the command.
+
+    ``file`` is relative to the base directory, and ``base_dir`` is that directory as the user
+    gave it (``bad1``, ``./app/``, ``/abs/dir``; ``None`` or ``""`` for the current directory
+    or for stdin): the result is both joined and normalized (``bad1/backend.yaml``). Names
+    that are not paths in the base (``<stdin>``, ``--flag``) and absolute paths are returned
+    unchanged. The one place that decides how files of a base appear in messages.
+    """
+    if not base_dir or file.startswith(("<", "--")) or os.path.isabs(file):
+        return file
+    joined = posixpath.normpath(posixpath.join(base_dir.replace(os.sep, "/"), file))
+    return joined
 
 
 class InvalidReferenceError(InputError):

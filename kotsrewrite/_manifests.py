@@ -35,8 +35,9 @@ from ruamel.yaml.resolver import BaseResolver
 from ruamel.yaml.scanner import ScannerError
 from ruamel.yaml.tag import Tag
 
-from ._errors import InputError
+from ._errors import InputError, shown_path
 from ._model import Base, Document
+from ._write import MARKER_FILE
 
 __all__ = [
     "KUSTOMIZATION_FILES",
@@ -627,6 +628,36 @@ def _codepoint(character: Any) -> int:
     return ord(character) if isinstance(character, str) else int(character)
 
 
+_TEMPLATE_LINE = re.compile(r"\{\{|\{\%")
+
+
+def _template_hint(exc: InputError, text: str) -> InputError:
+    """A YAML or structure error in a file holding unrendered templates ({{ ... }}) is not to
+    be fixed in the YAML: say to render it first (limits keep their own hint)."""
+    if exc.hint and ("--max" in exc.hint or "limit" in exc.hint):
+        return exc
+    found = _TEMPLATE_LINE.search(text)
+    if found is None:
+        return exc
+    line = text.count("\n", 0, found.start()) + 1
+    if exc.line is not None and line > exc.line:
+        return exc
+    exc.hint = (
+        f"line {line} holds a template ({found.group()} ...): if it is not rendered, render"
+        " the chart or KOTS templates first (helm template, kots pull) and give the output;"
+        f" else {exc.hint or 'fix the file'}"
+    )
+    return exc
+
+
+class _VisitorError(Exception):
+    """What a visitor raised, carried past the loader's own handling of errors."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 #: Called with each object as soon as it is read; returns the object to keep in its place
 #: (itself, or a copy without its node tree).
 Visitor = Callable[[Document], Document]
@@ -643,6 +674,14 @@ class _Loader:
         self.yaml = _new_yaml()
 
     def add_text(self, file: str, text: str) -> None:
+        try:
+            self._add_text(file, text)
+        except _VisitorError as exc:
+            raise exc.error from None  # not about this file's YAML: as the visitor said it
+        except InputError as exc:
+            raise _template_hint(exc, text) from None
+
+    def _add_text(self, file: str, text: str) -> None:
         self.files.append(file)
         line = _too_deep_text(text, _TEXT_DEPTH_LIMIT)
         if line is not None:
@@ -721,8 +760,13 @@ class _Loader:
             for doc in _objects(file, index, node):
                 if skip:
                     skip -= 1
+                elif visit is None:
+                    documents.append(doc)
                 else:
-                    documents.append(doc if visit is None else visit(doc))
+                    try:
+                        documents.append(visit(doc))
+                    except Exception as exc:
+                        raise _VisitorError(exc) from None
 
 
 def _display(path: Path, root: Path) -> str:
@@ -732,7 +776,13 @@ def _display(path: Path, root: Path) -> str:
 def _manifest_files(directory: Path) -> list[Path]:
     found: list[tuple[str, Path]] = []
     for dirpath, dirnames, filenames in os.walk(directory):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        # Hidden directories, and midstreams an earlier run wrote (beside a single file of
+        # this directory, say): the output of kotsrewrite is never its input.
+        dirnames[:] = sorted(
+            d
+            for d in dirnames
+            if not d.startswith(".") and not os.path.isfile(os.path.join(dirpath, d, MARKER_FILE))
+        )
         for name in filenames:
             if name.startswith(".") or not name.endswith(_MANIFEST_SUFFIXES):
                 continue
@@ -949,9 +999,20 @@ def _load(
             root = path
             if _kustomization_file(path) is not None:
                 mode = "kustomize"
-                paths = _kustomize_paths(path, root, limits, loader.yaml)
+                try:
+                    paths = _kustomize_paths(path, root, limits, loader.yaml)
+                except InputError as exc:
+                    raise exc.within(str(source)) from None
             else:
                 mode = "directory"
+                if (path / "Chart.yaml").is_file():
+                    raise InputError(
+                        "a Helm chart, not rendered manifests",
+                        file=shown_path(str(source), "Chart.yaml"),
+                        hint="render it first (helm template RELEASE CHART > rendered.yaml) and"
+                        " give the output, or run kotsrewrite post-render as Helm's"
+                        " --post-renderer",
+                    )
                 paths = _manifest_files(path)
                 if not paths:
                     raise InputError(
@@ -959,12 +1020,27 @@ def _load(
                         file=str(source),
                         hint="give the directory holding the rendered manifests",
                     )
-            for p in paths:
-                display = _display(p, root.resolve() if mode == "kustomize" else root)
-                loader.add_text(display, _read_file(p, display, limits))
+            try:
+                for p in paths:
+                    display = _display(p, root.resolve() if mode == "kustomize" else root)
+                    loader.add_text(display, _read_file(p, display, limits))
+            except InputError as exc:
+                # Files are named relative to the base; messages name them as the user can
+                # open them from where they ran the command.
+                raise exc.within(str(source)) from None
         elif path.exists():
+            if path.name in KUSTOMIZATION_FILES:
+                raise InputError(
+                    "a kustomization file, not manifests",
+                    file=str(source),
+                    hint=f"give its directory ({os.path.dirname(str(source)) or '.'}) to read"
+                    " it as a kustomize base",
+                )
             root, mode = path.parent, "file"
-            loader.add_text(path.name, _read_file(path, path.name, limits, named=True))
+            try:
+                loader.add_text(path.name, _read_file(path, path.name, limits, named=True))
+            except InputError as exc:
+                raise exc.within(os.path.dirname(str(source))) from None
         else:
             raise InputError(
                 "no such file or directory",

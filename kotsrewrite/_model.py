@@ -7,11 +7,13 @@ planner. Everything here is a frozen attrs class or an enum; nothing does I/O.
 from __future__ import annotations
 
 import enum
+import os
 from pathlib import Path
 from typing import Any, Literal
 
 import attrs
 
+from ._errors import shown_path
 from ._reference import ImageRef
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "Location",
     "OnUnknown",
     "PodSpecSite",
+    "ProbeCause",
     "ProbeResult",
     "ProbeStep",
     "Resource",
@@ -89,6 +92,21 @@ class Base:
     """Every object, in file order then document order; List items expanded."""
     text: str | None = attrs.field(default=None, repr=False)
     """The text read from stdin (copied into the output); ``None`` otherwise."""
+
+    @property
+    def base_dir(self) -> str | None:
+        """The directory :attr:`files` are relative to, as the user gave it (``None`` for
+        stdin or a file in the current directory)."""
+        if self.mode == "stdin":
+            return None
+        if self.mode == "file":
+            return os.path.dirname(self.source) or None
+        return self.source
+
+    def shown(self, file: str) -> str:
+        """``file`` (a :attr:`Document.file`) as the user can open it from where they ran
+        the command, e.g. ``bad1/backend.yaml``; see :func:`~kotsrewrite.InputError`."""
+        return shown_path(self.base_dir, file)
 
 
 # --------------------------------------------------------------------------------------------
@@ -212,6 +230,12 @@ class Inventory:
     """Every namespace named in the manifests (``metadata.namespace`` of any object and the
     names of ``Namespace`` objects), sorted; what ``--additional-namespace '*'`` means."""
     warnings: tuple[str, ...] = ()
+    base_dir: str | None = None
+    """:attr:`Base.base_dir` of the base searched: messages name files through it."""
+
+    def shown(self, file: str) -> str:
+        """``file`` (a :attr:`Location.file`) as the user can open it (:meth:`Base.shown`)."""
+        return shown_path(self.base_dir, file)
 
     @property
     def images(self) -> tuple[ImageRef, ...]:
@@ -254,6 +278,15 @@ class OnUnknown(enum.StrEnum):
     """Refuse: exit 1."""
 
 
+class ProbeCause(enum.StrEnum):
+    """A fact about a failed exchange that the user can act on (the CLI turns it into a hint;
+    the library never acts on it by itself)."""
+
+    PLAIN_HTTP = "plain_http"
+    """The server answered the TLS handshake in plain HTTP: the registry serves http only.
+    It is reached that way only when the caller names it insecure; never by itself."""
+
+
 @attrs.frozen
 class ProbeStep:
     """One HTTP exchange (or failed attempt) of a probe. URLs never carry credentials."""
@@ -272,10 +305,19 @@ class ProbeStep:
     attempt: int = 1
     challenge: str | None = None
     """The ``WWW-Authenticate`` header received, if any."""
+    cause: ProbeCause | None = None
+    """What the failure means, when known (e.g. the server speaks plain HTTP)."""
+
+    @property
+    def host(self) -> str:
+        """``host[:port]`` of :attr:`url`."""
+        return self.url.partition("://")[2].partition("/")[0]
 
     def to_json(self) -> dict[str, Any]:
-        """JSON form for reports."""
+        """JSON form for reports (``cause`` only when there is one)."""
+        extra = {"cause": str(self.cause)} if self.cause is not None else {}
         return {
+            **extra,
             "step": self.step,
             "method": self.method,
             "url": self.url,
@@ -300,6 +342,10 @@ class Evidence:
     """``probe``, ``known-images`` (a KOTS Installation or our report), ``skipped``."""
     probed_at: str | None = None
     """ISO 8601 UTC time of the probe (kept in reports used as a cache)."""
+
+    def causes(self) -> tuple[tuple[ProbeCause, str], ...]:
+        """``(cause, host[:port])`` of each step whose failure has a known cause, once each."""
+        return tuple(dict.fromkeys((s.cause, s.host) for s in self.steps if s.cause is not None))
 
     def to_json(self) -> dict[str, Any]:
         """JSON form for reports."""

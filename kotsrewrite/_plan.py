@@ -366,6 +366,12 @@ class Plan:
     """kustomize ``images`` fieldSpecs for uses kustomize does not rewrite by default."""
     unmanaged: tuple[ImageUse, ...] = ()
     warnings: tuple[str, ...] = ()
+    warning_details: tuple[Mapping[str, Any], ...] = attrs.field(default=(), eq=False)
+    """One JSON-ready entry per warning, in the same order (for the report): ``code``
+    (``unknown-verdict``: an image neither proved public nor private, with ``image``,
+    ``verdict``, ``onUnknown``, ``action``, ``reason`` and ``causes``; ``unmanaged-field``:
+    an image field not rewritten, with ``image``, ``location`` and ``imageField``; ``other``),
+    ``message`` (the warning itself) and the facts of that code."""
 
     @property
     def secret_name(self) -> str:
@@ -668,11 +674,23 @@ def build_plan(
     unknown, and :class:`~kotsrewrite.InputError` when a pull-secret patch cannot apply to its
     object (e.g. ``imagePullSecrets`` is not a list).
     """
+    try:
+        return _build_plan(inventory, results, options)
+    except InputError as exc:
+        raise exc.within(inventory.base_dir) from None
+
+
+def _build_plan(
+    inventory: Inventory,
+    results: Iterable[ProbeResult] | Mapping[ImageRef, ProbeResult],
+    options: RewriteOptions,
+) -> Plan:
     verdicts = _verdict_map(results.values() if isinstance(results, Mapping) else results)
     locations: dict[ImageRef, list[Location]] = defaultdict(list)
     for use in inventory.uses:
         locations[use.ref].append(use.location)
     warnings: list[str] = list(inventory.warnings)
+    details: dict[str, dict[str, Any]] = {}
     unknown: list[tuple[ImageRef, Verdict | None]] = []
     decisions: dict[ImageRef, ImageDecision] = {}
     for ref in sorted(locations):
@@ -704,10 +722,20 @@ def build_plan(
             )
         )
         is_unk = is_unknown(verdict)
+        private = treat_as_private(verdict, options.on_unknown)
         if is_unk:
             unknown.append((ref, verdict))
-            warnings.append(describe_unknown(ref, verdict, options.on_unknown))
-        private = treat_as_private(verdict, options.on_unknown)
+            message = describe_unknown(ref, verdict, options.on_unknown)
+            warnings.append(message)
+            details[message] = {
+                "code": "unknown-verdict",
+                "image": ref.original,
+                "verdict": None if verdict is None else str(verdict),
+                "onUnknown": str(options.on_unknown),
+                "action": str(Action.PROXY if private else Action.KEEP),
+                "reason": evidence.reason,
+                "causes": [{"cause": str(c), "host": h} for c, h in evidence.causes()],
+            }
         decisions[ref] = ImageDecision(
             ref,
             verdict,
@@ -749,12 +777,20 @@ def build_plan(
     )
     secrets = _secrets(inventory, namespaces, options, warnings)
     for use in inventory.unmanaged:
-        warnings.append(
-            f"{use.location.file}:{use.location.line}: {use.ref.original} in"
+        image_field = f"{use.location.kind}:{_field_spec_path(use.location.field)}"
+        message = (
+            f"{inventory.shown(use.location.file)}:{use.location.line}: {use.ref.original} in"
             f" {use.location.kind} {use.location.name} field {use.location.field} is not"
-            f" rewritten; manage it with --image-field {use.location.kind}:"
-            f"{_field_spec_path(use.location.field)}"
+            f" rewritten; manage it with --image-field {image_field}"
         )
+        warnings.append(message)
+        details[message] = {
+            "code": "unmanaged-field",
+            "image": use.ref.original,
+            "location": use.location.to_json(),
+            "imageField": image_field,
+        }
+    final = tuple(dict.fromkeys(warnings))
     return Plan(
         options=options,
         decisions=tuple(decisions[ref] for ref in sorted(decisions)),
@@ -763,7 +799,11 @@ def build_plan(
         secrets=tuple(secrets),
         field_specs=tuple(field_specs),
         unmanaged=tuple(inventory.unmanaged),
-        warnings=tuple(dict.fromkeys(warnings)),
+        warnings=final,
+        warning_details=tuple(
+            {"code": details.get(w, {}).get("code", "other"), "message": w, **details.get(w, {})}
+            for w in final
+        ),
     )
 
 
@@ -791,7 +831,8 @@ def _patches(
         doc = resource.document
         if doc.name is None:
             warnings.append(
-                f"{doc.file}:{doc.line}: {doc.kind} has no metadata.name, so no patch can"
+                f"{inventory.shown(doc.file)}:{doc.line}: {doc.kind} has no metadata.name, so no"
+                " patch can"
                 f" target it; add imagePullSecrets: [{{name: {secret}}}] yourself"
             )
             continue
@@ -814,7 +855,7 @@ def _patches(
             resource=index,
         )
         _check_patch(patch, resource, sorted(pointers[index]), secret)
-        patches.append(_exact_target(patch, targets, warnings))
+        patches.append(_exact_target(patch, targets, warnings, inventory))
     return patches, namespaces
 
 
@@ -923,7 +964,9 @@ class _TargetIndex:
         return None
 
 
-def _exact_target(patch: Patch, index: _TargetIndex, warnings: list[str]) -> Patch:
+def _exact_target(
+    patch: Patch, index: _TargetIndex, warnings: list[str], inventory: Inventory
+) -> Patch:
     """Narrow ``patch.target`` until it selects only its own object.
 
     A target without a namespace selects that name in every namespace: for an object without
@@ -943,8 +986,9 @@ def _exact_target(patch: Patch, index: _TargetIndex, warnings: list[str]) -> Pat
     other = index.first_other(target, patch.resource)
     if other is not None:
         warnings.append(
-            f"{patch.file}:{patch.line}: the patch for {target.kind} {patch.target.name} also"
-            f" selects {other.kind} {other.name} ({other.file}:{other.line}): the pull secret"
+            f"{inventory.shown(patch.file)}:{patch.line}: the patch for {target.kind}"
+            f" {patch.target.name} also selects {other.kind} {other.name}"
+            f" ({inventory.shown(other.file)}:{other.line}): the pull secret"
             " may be added to both"
         )
     return attrs.evolve(patch, target=target)

@@ -265,7 +265,7 @@ def post_render(source: Base | Iterable[Mapping[str, Any]], plan: Plan) -> list[
                 raise InputError(
                     f"cannot add the pull secret to {obj.get('kind')}"
                     f" {_metadata(obj, 'name')}: {exc}",
-                    file=patch.file,
+                    file=source.shown(patch.file) if isinstance(source, Base) else patch.file,
                     line=patch.line,
                     hint="imagePullSecrets must be a list of {name: ...} mappings",
                 ) from None

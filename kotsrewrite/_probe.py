@@ -105,7 +105,7 @@ from ._auth import (
     parse_www_authenticate,
 )
 from ._errors import InputError, PolicyError
-from ._model import Evidence, OnUnknown, ProbeResult, ProbeStep, Verdict
+from ._model import Evidence, OnUnknown, ProbeCause, ProbeResult, ProbeStep, Verdict
 from ._reference import ImageRef
 
 __all__ = [
@@ -864,6 +864,24 @@ def _is_tls_error(exc: BaseException) -> bool:
     return "CERTIFICATE_VERIFY_FAILED" in text or "SSL" in text
 
 
+# OpenSSL's reasons for a TLS handshake answered by something that is not TLS: a plain HTTP
+# answer ("HTTP/1.1 400 ...") read as a TLS record (3.0: WRONG_VERSION_NUMBER; later
+# versions may say PACKET_LENGTH_TOO_LONG).
+_PLAIN_HTTP_TLS_REASONS = frozenset({"WRONG_VERSION_NUMBER", "PACKET_LENGTH_TOO_LONG"})
+
+
+def _tls_cause(exc: BaseException) -> ProbeCause | None:
+    """:attr:`ProbeCause.PLAIN_HTTP` when the TLS handshake got a plain HTTP answer."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, ssl.SSLError) and cur.reason in _PLAIN_HTTP_TLS_REASONS:
+            return ProbeCause.PLAIN_HTTP
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
 def _host_of(url: httpx.URL) -> str:
     return url.host
 
@@ -1595,6 +1613,9 @@ class Prober:
                 except httpx.HTTPError as exc:
                     ms = (time.monotonic() - t0) * 1000.0
                     desc = _describe(exc)
+                    cause = _tls_cause(exc)
+                    if cause is ProbeCause.PLAIN_HTTP:
+                        desc = f"the server answered plain HTTP, not TLS ({desc})"
                     ctx.steps.append(
                         ProbeStep(
                             step=step,
@@ -1604,6 +1625,7 @@ class Prober:
                             elapsed_ms=ms,
                             error=desc,
                             attempt=attempt,
+                            cause=cause,
                         )
                     )
                     _log.debug("%s %s -> %s (%.0f ms)", cur_method, cur_url, desc, ms)

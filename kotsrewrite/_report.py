@@ -2,7 +2,9 @@
 
 The report (``schemaVersion`` :data:`SCHEMA_VERSION`) lists every image with its verdict,
 evidence, action, new name and locations, the namespaces given a secret, the patches, the
-warnings and the timings. It never contains the license ID.
+warnings (``warnings``: the lines printed on stderr; ``warningDetails``: the same, one
+structured entry each, see :attr:`Plan.warning_details`) and the timings. It never contains
+the license ID.
 
 It doubles as a cache: :func:`load_known_images` reads it back (verdicts ``public`` and
 ``private`` only; entries older than the TTL by their ``probedAt`` are dropped), or a KOTS
@@ -81,6 +83,7 @@ def build_report(
         "fieldSpecs": [f.to_json() for f in plan.field_specs],
         "files": files,
         "warnings": list(plan.warnings),
+        "warningDetails": [dict(w) for w in plan.warning_details],
         "timingsMs": {k: round(v * 1000, 1) for k, v in timings.items()},
     }
 

@@ -14,6 +14,7 @@ from typing import Any, TextIO
 import attrs
 
 from ._discovery import find_images
+from ._errors import OutputError
 from ._manifests import Limits, load_manifests
 from ._model import Base, Inventory, ProbeResult
 from ._plan import Plan, RewriteOptions, build_plan, is_replicated
@@ -95,6 +96,21 @@ def default_output_dir(base: Base) -> Path:
     if base.mode == "file":
         return root / "midstream"
     return root.parent / "midstream"
+
+
+def _refuse_output_inside_base(output: Path, base: Base, shown: str) -> None:
+    """The midstream may not go inside a base directory: that writes into the user's input,
+    and the next run would read the midstream as manifests."""
+    if base.mode not in ("directory", "kustomize") or base.root is None:
+        return
+    root = Path(base.root).resolve()
+    if root in output.resolve().parents:
+        raise OutputError(
+            f"{shown}: inside the base directory {base.source}: the midstream would be"
+            " written into the input, and read as manifests by the next run",
+            hint="choose an output directory outside the base (the default is midstream/"
+            " beside it)",
+        )
 
 
 def _now() -> str:
@@ -203,6 +219,7 @@ def _rewrite_loaded(
     timings["plan"] = time.perf_counter() - mark
 
     output = Path(out).absolute() if out is not None else default_output_dir(base)
+    _refuse_output_inside_base(output, base, str(out) if out is not None else str(output))
     mark = time.perf_counter()
     files = render_plan(plan, base, out_dir=output, base_texts=read_base_texts(base))
     timings["render"] = time.perf_counter() - mark

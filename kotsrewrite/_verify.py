@@ -41,7 +41,7 @@ import attrs
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from ._errors import InputError
+from ._errors import InputError, shown_path
 from ._plan import Plan, Rename
 from ._reference import ImageRef
 
@@ -319,6 +319,10 @@ class _Checker:
         self.secrets = 0
         self.objects = 0
 
+    def shown(self, file: str) -> str:
+        """A file of the midstream as the user can open it (the directory as they gave it)."""
+        return shown_path(str(self.directory), file)
+
     def problem(self, text: str) -> None:
         if self.plan is not None:
             text = text.replace(self.plan.options.license_id, "<license ID>")
@@ -332,14 +336,16 @@ class _Checker:
         if self.plan is not None:
             if slug != self.plan.options.app_slug:
                 self.problem(
-                    f"kustomization.yaml: commonAnnotations {_ANNOTATION} is {slug!r},"
+                    f"{self.shown('kustomization.yaml')}: commonAnnotations {_ANNOTATION} is"
+                    f" {slug!r},"
                     f" expected {self.plan.options.app_slug!r}"
                 )
             slug = self.plan.options.app_slug
         if not isinstance(slug, str) or not slug:
             self.problem(
-                f"kustomization.yaml: no commonAnnotations {_ANNOTATION}: cannot tell the app"
-                " slug nor the pull secret's name"
+                f"{self.shown('kustomization.yaml')}: no commonAnnotations {_ANNOTATION}:"
+                " cannot tell the app slug nor the pull secret's name; is it a midstream"
+                " written by kotsrewrite rewrite (--out)?"
             )
             return
         secret = f"{slug}-registry"
@@ -368,7 +374,7 @@ class _Checker:
                 try:
                     base += _load_all(path.read_text(encoding="utf-8"))
                 except (OSError, UnicodeDecodeError, YAMLError) as exc:
-                    self.problem(f"{entry}: cannot read it: {exc}")
+                    self.problem(f"{self.shown(entry)}: cannot read it: {exc}")
         fields = _configured_fields(self.directory, k)
         self.check_images(base, built, renames, fields)
         hosts = self.check_secrets(built, secret, renames)
@@ -527,7 +533,7 @@ def verify_midstream(
     path = Path(directory)
     if not path.is_dir():
         raise InputError(
-            "not a directory",
+            "not a directory" if path.exists() else "no such directory",
             file=str(directory),
             hint="give the midstream directory written by kotsrewrite rewrite (--out)",
         )

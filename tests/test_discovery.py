@@ -126,7 +126,9 @@ def test_unmanaged_and_warnings(tmp_path: Path) -> None:
     assert use.slot is Slot.FIELD and use.resource is None and use.pod_spec is None
     assert use.location.field == "spec.image" and use.location.container is None
     (warning,) = inv.warnings
-    assert warning.startswith("m.yaml:7: spec.other.image of Op o is not an image reference")
+    assert warning.startswith(
+        f"{tmp_path}/m.yaml:7: spec.other.image of Op o is not an image reference"
+    )
 
 
 def test_image_field_managed(tmp_path: Path) -> None:
@@ -170,14 +172,14 @@ def test_templates_are_errors_even_in_unmanaged_fields(tmp_path: Path) -> None:
             tmp_path,
             "apiVersion: x/v1\nkind: Op\nmetadata: {name: o}\nspec:\n  image: a:{{ .T }}\n",
         )
-    assert info.value.file == "m.yaml" and info.value.line == 5
+    assert info.value.file == f"{tmp_path}/m.yaml" and info.value.line == 5
     assert "unrendered template" in info.value.message
 
 
 def test_invalid_managed_reference_carries_location(tmp_path: Path) -> None:
     with pytest.raises(InvalidReferenceError) as info:
         inventory_of(tmp_path, POD.replace("quay.io/x/i:1", "quay.io/X/i:1"))
-    assert (info.value.file, info.value.line) == ("m.yaml", 17)
+    assert (info.value.file, info.value.line) == (f"{tmp_path}/m.yaml", 17)
     assert "spec.initContainers[0].image" in info.value.message
 
 
@@ -274,4 +276,6 @@ def test_structured_image_in_a_container_list_warns(tmp_path: Path) -> None:
     )
     assert inv.uses == () and inv.resources == ()
     (warning,) = inv.warnings
-    assert warning.startswith("m.yaml:8: spec.containers[0].image of Op o is not a string")
+    assert warning.startswith(
+        f"{tmp_path}/m.yaml:8: spec.containers[0].image of Op o is not a string"
+    )

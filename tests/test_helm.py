@@ -191,7 +191,7 @@ def test_bad_license_path_shows_our_error(helm: Helm, tmp_path: Path) -> None:
     proc = helm.run("template", "rel", HELM / "acme", *_post_render(f"--license={missing}"))
     assert proc.returncode != 0
     assert f"kotsrewrite: error: {missing}: cannot read" in proc.stderr
-    assert "hint: check the --license path" in proc.stderr
+    assert "hint: check the KOTS License path" in proc.stderr
     assert proc.stdout == ""
 
 

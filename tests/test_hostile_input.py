@@ -54,6 +54,7 @@ def run_cli(
             stdin=inp,
             stdout=out,
             stderr=err,
+            cwd=tmp,
             timeout=timeout,
         )
     assert measured.returncode >= 0, f"crashed with signal {-measured.returncode}"
@@ -93,6 +94,10 @@ def clear_error(run: Run, where: str, *needles: str) -> None:
 
 
 def images(path: Path | str, tmp: Path, *flags: str, stdin: bytes | None = None) -> Run:
+    """``kotsrewrite images PATH`` run in ``tmp``, with PATH relative to it as a user types it
+    (so errors name ``f.yaml``, or ``base/f.yaml`` for a file of the directory ``base``)."""
+    if isinstance(path, Path) and path.is_relative_to(tmp):
+        path = path.relative_to(tmp)
     return run_cli(["images", str(path), "--format", "json", *flags], tmp, stdin=stdin)
 
 
@@ -157,7 +162,7 @@ def test_100_mb_file_is_refused_without_reading_it(tmp_path: Path) -> None:
     assert run.cpu < 5 and run.seconds < 30 and run.rss_mb < SMALL_RSS_MB, run
     # The same through `rewrite`, whose hint names a flag it really has.
     run = run_cli(
-        ["rewrite", str(big), "--app-slug", "a", "--license-id", "x", "--offline"], tmp_path
+        ["rewrite", "big.yaml", "--app-slug", "a", "--license-id", "x", "--offline"], tmp_path
     )
     clear_error(run, "big.yaml", "--max-file-bytes")
     # Raised, it is read (100 MB of NULs): then refused as binary, memory ~ one copy.
@@ -182,7 +187,7 @@ def test_100001_documents_default_limit_and_the_flag(tmp_path: Path) -> None:
     run = images(tmp_path / "many.yaml", tmp_path, "--max-documents", "100003")
     assert run.code == 0 and run.out.startswith("{"), run.err
     # rewrite has the flag too (it used to name a flag only `images` had).
-    argv = ["rewrite", str(tmp_path / "many.yaml"), "--app-slug", "a", "--license-id", "x"]
+    argv = ["rewrite", "many.yaml", "--app-slug", "a", "--license-id", "x"]
     argv += ["--offline", "--dry-run"]
     run = run_cli(argv, tmp_path)
     clear_error(run, "many.yaml:100002", "--max-documents")
@@ -243,6 +248,7 @@ def test_binary_and_bad_encodings(
     (tmp_path / "f.yaml").write_bytes(data)
     out, err = io.StringIO(), io.StringIO()
     code = main(["images", str(tmp_path / "f.yaml")], stdout=out, stderr=err)
+    where = f"{tmp_path}/{where}"  # named as given: here an absolute path
     clear_error(Run(code, out.getvalue(), err.getvalue(), 0.0, 0.0), where, needle)
 
 
@@ -251,12 +257,12 @@ def test_bad_encodings_on_stdin(tmp_path: Path) -> None:
     clear_error(images("-", tmp_path, stdin=b"kind: A\n\x00"), "<stdin>:2", "NUL")
 
 
-def test_a_bad_file_in_a_directory_is_named_relative_to_the_base(tmp_path: Path) -> None:
+def test_a_bad_file_in_a_directory_is_named_as_the_user_can_open_it(tmp_path: Path) -> None:
     base = tmp_path / "base"
     (base / "sub").mkdir(parents=True)
     (base / "a.yaml").write_text(CM.format(name="a"))
     (base / "sub" / "b.yaml").write_bytes(b"kind: A\n\n\xc3\x28\n")
-    clear_error(images(base, tmp_path), "sub/b.yaml:3", "not valid UTF-8 (byte 0xc3")
+    clear_error(images(base, tmp_path), "base/sub/b.yaml:3", "not valid UTF-8 (byte 0xc3")
 
 
 # -- odd file system objects -----------------------------------------------------------------
@@ -272,7 +278,7 @@ def test_symlink_loops_in_a_directory_base(tmp_path: Path) -> None:
     assert run.code == 0 and run.cpu < 5 and run.seconds < 30, run.err
     (base / "x.yaml").symlink_to("y.yaml")  # a file loop: an error naming it
     (base / "y.yaml").symlink_to("x.yaml")
-    clear_error(images(base, tmp_path), "x.yaml", "Too many levels of symbolic links")
+    clear_error(images(base, tmp_path), "base/x.yaml", "Too many levels of symbolic links")
 
 
 def test_symlink_loop_in_a_kustomize_base(tmp_path: Path) -> None:
@@ -280,7 +286,7 @@ def test_symlink_loop_in_a_kustomize_base(tmp_path: Path) -> None:
     base.mkdir()
     (base / "loop").symlink_to("loop")
     (base / "kustomization.yaml").write_text("resources:\n- loop\n")
-    clear_error(images(base, tmp_path), "kustomization.yaml:2", "does not exist")
+    clear_error(images(base, tmp_path), "base/kustomization.yaml:2", "does not exist")
 
 
 def test_fifo_and_device_in_a_directory_do_not_hang(tmp_path: Path) -> None:
@@ -290,12 +296,12 @@ def test_fifo_and_device_in_a_directory_do_not_hang(tmp_path: Path) -> None:
     (base / "a.yaml").write_text(CM.format(name="a"))
     os.mkfifo(base / "p.yaml")
     run = images(base, tmp_path)
-    clear_error(run, "p.yaml", "not a regular file")
+    clear_error(run, "base/p.yaml", "not a regular file")
     assert run.cpu < 5 and run.seconds < 30
     os.unlink(base / "p.yaml")
     (base / "z.yaml").symlink_to("/dev/zero")
     run = images(base, tmp_path)
-    clear_error(run, "z.yaml", "not a regular file")
+    clear_error(run, "base/z.yaml", "not a regular file")
     assert run.rss_mb < SMALL_RSS_MB
 
 

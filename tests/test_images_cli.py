@@ -30,8 +30,9 @@ def _case_args(case: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("case", GOLDEN, ids=[p.name for p in GOLDEN])
-def test_golden_json(case: Path) -> None:
-    code, out, err = run("images", str(case / "input"), "--format", "json", *_case_args(case))
+def test_golden_json(case: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(case)  # warnings name files as given: input/FILE
+    code, out, err = run("images", "input", "--format", "json", *_case_args(case))
     assert code == 0, err
     got = json.loads(out)
     expected_path = case / "expected.json"
@@ -117,21 +118,22 @@ def test_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(locs) == 7
 
 
-def test_table_is_aligned_and_fits_100_columns() -> None:
-    code, out, _ = run("images", str(FIXTURES / "images" / "custom-resources" / "input"))
+def test_table_is_aligned_and_fits_100_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(FIXTURES / "images" / "custom-resources")
+    code, out, _ = run("images", "input")
     assert code == 0
     lines = out.splitlines()
     assert lines[0].split() == ["IMAGE", "/", "WHERE", "OBJECT", "CONTAINER"]
     assert "quay.io/acme/fetch:0.3" in lines
     row = lines[lines.index("quay.io/acme/fetch:0.3") + 1]
-    assert row.split() == ["tekton.yaml:27", "PipelineRun", "ci/build", "fetch", "[init]"]
+    assert row.split() == ["input/tekton.yaml:27", "PipelineRun", "ci/build", "fetch", "[init]"]
     object_columns = {line.index("PipelineRun") for line in lines if "PipelineRun ci/" in line}
     assert len(object_columns) == 2  # managed table and unmanaged table, each aligned
     assert all(len(line) <= 100 for line in lines)
     assert "7 images in 7 places." in lines
     assert any(line.startswith("3 unmanaged image fields") for line in lines)
     # deterministic
-    assert run("images", str(FIXTURES / "images" / "custom-resources" / "input"))[1] == out
+    assert run("images", "input")[1] == out
 
 
 def test_table_squeezes_long_cells_but_never_images(tmp_path: Path) -> None:
@@ -149,10 +151,11 @@ def test_table_squeezes_long_cells_but_never_images(tmp_path: Path) -> None:
     assert any("..." in line for line in lines)
 
 
-def test_warnings_go_to_stderr() -> None:
-    code, out, err = run("images", str(FIXTURES / "images" / "custom-resources" / "input"))
+def test_warnings_go_to_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(FIXTURES / "images" / "custom-resources")
+    code, out, err = run("images", "input")
     assert code == 0
-    assert "kotsrewrite: warning: tekton.yaml:16:" in err
+    assert "kotsrewrite: warning: input/tekton.yaml:16:" in err
     assert "Not A Reference" in err
     assert "Not A Reference" not in out
 
@@ -185,13 +188,18 @@ def test_missing_path_and_empty_directory(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("expect", BAD, ids=[p.stem for p in BAD])
-def test_bad_input_corpus(expect: Path) -> None:
+def test_bad_input_corpus(expect: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     code_text, where, message = expect.read_text().splitlines()[:3]
     target = next(
         p for p in expect.parent.iterdir() if p.stem == expect.stem and p.suffix != ".expect"
     )
+    # Run beside the input as a user would: a file of a directory is named through it
+    # (kustomize-missing/kustomization.yaml:3); the .expect files name it within the base.
+    monkeypatch.chdir(expect.parent)
+    if target.is_dir():
+        where = f"{target.name}/{where}"
     start = time.monotonic()
-    code, out, err = run("images", str(target), "--format", "json")
+    code, out, err = run("images", target.name, "--format", "json")
     assert time.monotonic() - start < 2.0
     assert code == int(code_text)
     assert out == ""
@@ -216,28 +224,33 @@ def _timed_error(*argv: str) -> str:
     return err
 
 
-def test_file_too_large_fails_fast_without_reading(tmp_path: Path) -> None:
+def test_file_too_large_fails_fast_without_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # files named as a user there types them
     big = tmp_path / "big.yaml"
     with big.open("wb") as fh:  # sparse: 65 MB that cost nothing to create
         fh.truncate(65 * 1024 * 1024)
-    err = _timed_error("images", str(big))
+    err = _timed_error("images", "big.yaml")
     assert err.startswith("kotsrewrite: error: big.yaml: file too large (68,157,440 bytes")
     assert "--max-file-bytes" in err
 
 
-def test_max_file_bytes_flag(tmp_path: Path) -> None:
+def test_max_file_bytes_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # files named as a user there types them
     path = FIXTURES / "images" / "lists" / "input" / "lists.yaml"
     err = _timed_error("images", str(path), "--max-file-bytes", "100")
     assert "file too large" in err
     assert run("images", str(path), "--max-file-bytes", "100000")[0] == 0
 
 
-def test_too_many_documents(tmp_path: Path) -> None:
+def test_too_many_documents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # files named as a user there types them
     doc = "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n"
     (tmp_path / "many.yaml").write_text(doc * 11)
-    err = _timed_error("images", str(tmp_path / "many.yaml"), "--max-documents", "10")
+    err = _timed_error("images", "many.yaml", "--max-documents", "10")
     assert err.startswith("kotsrewrite: error: many.yaml:42: more than 10 YAML documents")
-    assert run("images", str(tmp_path / "many.yaml"), "--max-documents", "11")[0] == 0
+    assert run("images", "many.yaml", "--max-documents", "11")[0] == 0
 
 
 def test_stdin_too_large(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -247,30 +260,37 @@ def test_stdin_too_large(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize("opener", ["[", "{a: ", "\n- ", "\n? "])
-def test_very_deep_nesting_fails_fast(tmp_path: Path, opener: str) -> None:
+def test_very_deep_nesting_fails_fast(
+    tmp_path: Path, opener: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # files named as a user there types them
     # libyaml itself crashes the process on ~100k levels; we must refuse before it parses.
     text = "apiVersion: v1\nkind: X\nspec: " + opener + opener.lstrip("\n") * 200_000
     (tmp_path / "deep.yaml").write_text(text)
-    err = _timed_error("images", str(tmp_path / "deep.yaml"))
+    err = _timed_error("images", "deep.yaml")
     line = 4 if opener.startswith("\n") else 3
     assert err.startswith(f"kotsrewrite: error: deep.yaml:{line}: nesting deeper than"), err
 
 
-def test_moderately_deep_nesting_is_refused_at_the_node(tmp_path: Path) -> None:
+def test_moderately_deep_nesting_is_refused_at_the_node(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # files named as a user there types them
     (tmp_path / "deep.yaml").write_text(
         "apiVersion: v1\nkind: X\nspec: " + "[" * 500 + "]" * 500 + "\n"
     )
-    err = _timed_error("images", str(tmp_path / "deep.yaml"))
+    err = _timed_error("images", "deep.yaml")
     assert err.startswith("kotsrewrite: error: deep.yaml:3: nesting deeper than 200 levels")
 
 
-def test_alias_bomb_billion_laughs(tmp_path: Path) -> None:
+def test_alias_bomb_billion_laughs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # files named as a user there types them
     lines = ["apiVersion: v1", "kind: ConfigMap", "metadata: {name: lol}", "data:"]
     lines.append('  l0: &l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]')
     for i in range(1, 20):
         lines.append(f"  l{i}: &l{i} [" + ",".join([f"*l{i - 1}"] * 10) + "]")
     (tmp_path / "bomb.yaml").write_text("\n".join(lines) + "\n")
-    err = _timed_error("images", str(tmp_path / "bomb.yaml"))
+    err = _timed_error("images", "bomb.yaml")
     assert "bomb.yaml:" in err and "alias bomb" in err
 
 

@@ -27,7 +27,10 @@ def _run(argv: list[str]) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def test_bad_input_writes_nothing_and_names_file_line(tmp_path: Path) -> None:
+def test_bad_input_writes_nothing_and_names_file_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
     base = tmp_path / "base"
     base.mkdir()
     (base / "ok.yaml").write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: a}\n")
@@ -35,9 +38,10 @@ def test_bad_input_writes_nothing_and_names_file_line(tmp_path: Path) -> None:
         "apiVersion: v1\nkind: Pod\nmetadata: {name: b}\nspec:\n  containers:\n"
         '  - name: c\n    image: "Quay.io/UPPER/Case:1"\n'
     )
-    code, _, err = _run(["rewrite", str(base), *ARGS, "--out", str(tmp_path / "mid")])
+    code, _, err = _run(["rewrite", "base", *ARGS, "--out", str(tmp_path / "mid")])
     assert code == 2
-    assert "kotsrewrite: error: bad.yaml:7:" in err
+    # Named as the user can open it from where they ran the command, not within the base.
+    assert err.startswith("kotsrewrite: error: base/bad.yaml:7:"), err
     assert not (tmp_path / "mid").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["base"]  # no temp dir left
     assert sorted(p.name for p in base.iterdir()) == ["bad.yaml", "ok.yaml"]  # no kustomization
