@@ -50,6 +50,7 @@ from ._model import (
     Slot,
     Verdict,
 )
+from ._placement import OnUnplaced, Placement, PlacementNote, SecretPlacement
 from ._plan import (
     Action,
     FieldSpec,
@@ -93,10 +94,13 @@ __all__ = [
     "Limits",
     "Location",
     "OnUnknown",
+    "OnUnplaced",
     "OutputError",
     "Patch",
     "PatchOp",
     "PatchTarget",
+    "Placement",
+    "PlacementNote",
     "Plan",
     "PodSpecSite",
     "PolicyError",
@@ -110,6 +114,7 @@ __all__ = [
     "Resource",
     "RewriteOptions",
     "RewriteResult",
+    "SecretPlacement",
     "Slot",
     "Verdict",
     "VerifyResult",

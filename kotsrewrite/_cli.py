@@ -576,6 +576,13 @@ def _add_plan_options(p: argparse.ArgumentParser, *, namespace_help: str) -> Non
         default=[],
         help=_IMAGE_FIELD_HELP,
     )
+    p.add_argument(
+        "--on-unplaced",
+        choices=["warn", "fail"],
+        default="warn",
+        help="a custom resource whose CRD keeps the pull secret nowhere: warn (default) or"
+        " exit 1 (fail)",
+    )
     _add_transport_options(p)
     _add_limit_options(p)
 
@@ -657,6 +664,7 @@ def _rewrite_options(args: argparse.Namespace) -> tuple[RewriteOptions, bool]:
         proxy_all=proxy_all,
         on_unknown=OnUnknown(args.on_unknown),
         image_fields=tuple(fields),
+        on_unplaced=args.on_unplaced,
     )
     return options, proxy_all
 
@@ -748,8 +756,11 @@ def _run_rewrite(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         for patch in result.plan.patches:
             t = patch.target
             ns = f" -n {t.namespace}" if t.namespace else ""
+            rules = ", ".join(sorted({str(p.placement) for p in patch.placements}))
             listing.write(
-                f"patch       {t.kind}/{t.name}{ns}: imagePullSecrets += {options.secret_name}\n"
+                f"patch       {t.kind}/{t.name}{ns}: imagePullSecrets += {options.secret_name}"
+                + (f" ({rules})" if rules else "")
+                + "\n"
             )
     if args.report:
         text = dump_report(result.report)
@@ -848,7 +859,9 @@ def _add_verify(sub: argparse._SubParsersAction[_Parser]) -> None:
         description="Build DIR with kubectl kustomize (or kustomize build) and its base the"
         " same way, then check: every image is what the kustomization's images entries make"
         " of the base's, tag and digest intact (others untouched); every PodSpec pulling from"
-        " a host of the pull secret lists the secret exactly once; a pull secret in every"
+        " a host of the pull secret lists the secret exactly once (custom resources whose CRD"
+        " is in the build: the secret survives the CRD's pruning, or the ServiceAccount the"
+        " PodSpec runs as holds it); a pull secret in every"
         " namespace that needs one; each secret a dockerconfigjson with correct auths; the"
         " kots.io/app-slug annotation on every object. Prints one line per problem."
         " Exit 0 ok, 1 problems found, 2 usage.",

@@ -463,16 +463,25 @@ class _Finder:
         self.warnings: list[str] = []
         self.namespaces: set[str] = set()
         self.refs: dict[str, ImageRef] = {}
+        self.crds: list[Document] = []
+        self.accounts: list[Document] = []
+        self.field_objects: list[Document] = []
         self.matched: set[ImageField] = set()
 
     def add(self, doc: Document) -> bool:
-        """Walk one object; true when it holds a PodSpec (it becomes a :class:`Resource`)."""
+        """Walk one object; true when the plan may need it as data later (it holds a PodSpec,
+        a managed field outside one, or is a CRD or a ServiceAccount)."""
         if doc.namespace:
             self.namespaces.add(doc.namespace)
         if doc.kind == "Namespace" and doc.name:
             self.namespaces.add(doc.name)
+        needed = False
+        if doc.kind == "ServiceAccount" and doc.group == "":
+            self.accounts.append(doc)
+            needed = True
         if doc.kind == _CRD:
-            return False
+            self.crds.append(doc)
+            return True
         walk = _Walk(
             doc, len(self.resources), self.image_fields, self.refs, self.base_dir, self.matched
         )
@@ -483,10 +492,21 @@ class _Finder:
             sorted(walk.unmanaged.values(), key=lambda u: (u.location.line, u.location.field))
         )
         self.warnings.extend(walk.warnings)
+        if any(u.slot is Slot.FIELD and u.pod_spec is None for u in walk.uses):
+            self.field_objects.append(doc)
+            needed = True
         if walk.sites:
             self.resources.append(Resource(document=doc, pod_specs=tuple(walk.sites)))
-            return True
-        return False
+            needed = True
+        return needed
+
+    def replace_last(self, doc: Document, lean: Document) -> None:
+        """Put ``lean`` where :meth:`add` just recorded ``doc``."""
+        for found in (self.crds, self.accounts, self.field_objects):
+            if found and found[-1] is doc:
+                found[-1] = lean
+        if self.resources and self.resources[-1].document is doc:
+            self.resources[-1] = attrs.evolve(self.resources[-1], document=lean)
 
     def inventory(self, base: Base) -> Inventory:
         """What was found in ``base`` (whose objects were all given to :meth:`add`)."""
@@ -512,6 +532,9 @@ class _Finder:
             resources=tuple(self.resources),
             namespaces=tuple(sorted(self.namespaces)),
             warnings=tuple(warnings),
+            crds=tuple(self.crds),
+            service_accounts=tuple(self.accounts),
+            field_objects=tuple(self.field_objects),
             base_dir=base.base_dir,
         )
 
@@ -539,26 +562,27 @@ def scan_manifests(
     limits: Limits | None = None,
     stdin: TextIO | None = None,
     image_fields: Sequence[ImageField] = (),
-    keep: Literal["all", "resources", "none"] = "all",
+    keep: Literal["all", "needed", "none"] = "all",
 ) -> tuple[Base, Inventory]:
     """:func:`~kotsrewrite.load_manifests` and :func:`find_images` in one pass, each object
     walked as soon as it is read, so that composed node trees need not outlive their document.
 
     ``keep`` says which objects keep their :attr:`~kotsrewrite.Document.node` in the result:
-    ``all`` (the same as loading then finding), ``resources`` (objects holding a PodSpec: what
-    the pull-secret patches are checked against) or ``none`` (locations only; memory then
-    grows with the image uses, not with the size of the manifests). Raises what both raise
-    (the loader names files in the walk's errors as it names its own).
+    ``all`` (the same as loading then finding), ``needed`` (what a plan reads as data: objects
+    holding a PodSpec or a managed field outside one, CRDs and ServiceAccounts) or ``none``
+    (locations only; memory then grows with the image uses, not with the size of the
+    manifests). Raises what both raise (the loader names files in the walk's errors as it
+    names its own).
     """
     finder = _Finder(image_fields, _base_dir(source))
 
     def visit(doc: Document) -> Document:
-        resource = finder.add(doc)
-        if keep == "all" or (keep == "resources" and resource):
+        needed = finder.add(doc)
+        if keep == "all" or (keep == "needed" and needed):
             return doc
         lean = attrs.evolve(doc, node=None)
-        if resource:
-            finder.resources[-1] = attrs.evolve(finder.resources[-1], document=lean)
+        if needed:
+            finder.replace_last(doc, lean)
         return lean
 
     enabled = gc.isenabled()

@@ -230,6 +230,14 @@ class Inventory:
     """Every namespace named in the manifests (``metadata.namespace`` of any object and the
     names of ``Namespace`` objects), sorted; what ``--additional-namespace '*'`` means."""
     warnings: tuple[str, ...] = ()
+    crds: tuple[Document, ...] = ()
+    """``CustomResourceDefinition`` objects of the base (their schemas decide where the pull
+    secret of a custom resource goes)."""
+    service_accounts: tuple[Document, ...] = ()
+    """``ServiceAccount`` objects of the base (a place for the pull secret of a custom
+    resource whose schema keeps none)."""
+    field_objects: tuple[Document, ...] = ()
+    """Objects holding managed custom image fields outside PodSpecs (``--image-field``)."""
     base_dir: str | None = None
     """:attr:`Base.base_dir` of the base searched: messages name files through it."""
 

@@ -26,8 +26,9 @@ import attrs
 import jsonpatch
 from jsonpointer import JsonPointer, JsonPointerException
 
-from ._errors import InputError
+from ._errors import InputError, PolicyError
 from ._model import (
+    Document,
     Evidence,
     ImageField,
     ImageUse,
@@ -36,7 +37,16 @@ from ._model import (
     OnUnknown,
     ProbeResult,
     Resource,
+    Slot,
     Verdict,
+)
+from ._placement import (
+    OnUnplaced,
+    Placement,
+    PlacementNote,
+    Placer,
+    SecretPlacement,
+    list_ops,
 )
 from ._policy import describe_unknown, is_unknown, raise_for_unknown, treat_as_private
 from ._reference import ImageRef
@@ -148,6 +158,9 @@ class RewriteOptions:
     on_unknown: OnUnknown = attrs.field(default=OnUnknown.PRIVATE, converter=OnUnknown)
     image_fields: tuple[ImageField, ...] = attrs.field(default=(), converter=_field_tuple)
     """Custom image fields to manage (``--image-field KIND:PATH``)."""
+    on_unplaced: OnUnplaced = attrs.field(default=OnUnplaced.WARN, converter=OnUnplaced)
+    """A custom resource's PodSpec with no place its CRD keeps for the secret: warn, or fail
+    (:class:`~kotsrewrite.PolicyError`)."""
 
     @property
     def secret_name(self) -> str:
@@ -315,7 +328,15 @@ class Patch:
     """Where the object came from (for the report)."""
     line: int
     resource: int
-    """Index into :attr:`Inventory.resources`."""
+    """Index into :attr:`Inventory.resources`; ``-1`` for a ServiceAccount's patch."""
+    placements: tuple[SecretPlacement, ...] = ()
+    """Which rule placed the secret, per PodSpec served (see :class:`Placement`)."""
+
+    @property
+    def placement(self) -> Placement | None:
+        """The rule of this patch's placements when they all agree (``None`` otherwise)."""
+        rules = {p.placement for p in self.placements}
+        return rules.pop() if len(rules) == 1 else None
 
     def operations(self) -> list[dict[str, Any]]:
         """The operations as JSON data (what ``jsonpatch.apply_patch`` takes)."""
@@ -328,6 +349,7 @@ class Patch:
             "operations": self.operations(),
             "file": self.file,
             "line": self.line,
+            "placements": [p.to_json() for p in self.placements],
         }
 
 
@@ -366,11 +388,18 @@ class Plan:
     """kustomize ``images`` fieldSpecs for uses kustomize does not rewrite by default."""
     unmanaged: tuple[ImageUse, ...] = ()
     warnings: tuple[str, ...] = ()
+    unplaced: tuple[PlacementNote, ...] = ()
+    """PodSpecs of custom resources needing the secret where their CRD keeps none."""
+    unchecked: tuple[PlacementNote, ...] = ()
+    """PodSpecs of custom resources whose CRD is not in the base: secret beside the PodSpec,
+    unchecked."""
     warning_details: tuple[Mapping[str, Any], ...] = attrs.field(default=(), eq=False)
     """One JSON-ready entry per warning, in the same order (for the report): ``code``
     (``unknown-verdict``: an image neither proved public nor private, with ``image``,
     ``verdict``, ``onUnknown``, ``action``, ``reason`` and ``causes``; ``unmanaged-field``:
-    an image field not rewritten, with ``image``, ``location`` and ``imageField``; ``other``),
+    an image field not rewritten, with ``image``, ``location`` and ``imageField``;
+    ``unplaced``: a custom resource's PodSpec with no place for the secret, with the fields of
+    :class:`PlacementNote`; ``other``),
     ``message`` (the warning itself) and the facts of that code."""
 
     @property
@@ -461,10 +490,14 @@ def _node_data(node: Any) -> Any:
 
 
 def _object_data(resource: Resource) -> Any:
+    return _node_data_of(resource.document)
+
+
+def _node_data_of(doc: Document) -> Any:
     from . import _manifests
 
     convert = getattr(_manifests, "node_to_data", None)
-    node = resource.document.node
+    node = doc.node
     if convert is not None:
         try:
             return convert(node)
@@ -767,7 +800,18 @@ def _build_plan(
                 )
 
     needs_secret = {ref for ref, d in decisions.items() if d.action is not Action.KEEP}
-    patches, namespaces = _patches(inventory, needs_secret, options, warnings)
+    patches, namespaces, unplaced, unchecked = _patches(inventory, needs_secret, options, warnings)
+    if unplaced and options.on_unplaced is OnUnplaced.FAIL:
+        raise PolicyError(
+            f"{len(unplaced)} PodSpec(s) of custom resources have no place for the pull secret"
+            " that the API server keeps: "
+            + "; ".join(
+                f"{inventory.shown(u.file)}:{u.line}: {u.kind} {u.name} {u.pod_spec}"
+                for u in unplaced
+            ),
+            hint="name a ServiceAccount of the base in their serviceAccountName, or add the"
+            " secret to the ServiceAccount their pods run as; --on-unplaced warn goes on",
+        )
     field_specs = sorted(
         {
             FieldSpec(kind=use.location.kind, path=_field_spec_path(use.location.field))
@@ -790,6 +834,16 @@ def _build_plan(
             "location": use.location.to_json(),
             "imageField": image_field,
         }
+    for item in unplaced:
+        message = (
+            f"{inventory.shown(item.file)}:{item.line}: {item.kind} {item.name} {item.pod_spec}:"
+            f" no place for the pull secret {options.secret_name} that the API server keeps"
+            f" ({item.reason}); name a ServiceAccount of the base in its serviceAccountName, or"
+            f" add imagePullSecrets: [{{name: {options.secret_name}}}] to the ServiceAccount its"
+            " pods run as"
+        )
+        warnings.append(message)
+        details[message] = {"code": "unplaced", **item.to_json()}
     final = tuple(dict.fromkeys(warnings))
     return Plan(
         options=options,
@@ -804,6 +858,8 @@ def _build_plan(
             {"code": details.get(w, {}).get("code", "other"), "message": w, **details.get(w, {})}
             for w in final
         ),
+        unplaced=tuple(unplaced),
+        unchecked=tuple(unchecked),
     )
 
 
@@ -812,22 +868,48 @@ def _patches(
     needs_secret: set[ImageRef],
     options: RewriteOptions,
     warnings: list[str],
-) -> tuple[list[Patch], set[str]]:
-    """One patch per object with a PodSpec using an image that needs the secret."""
+) -> tuple[list[Patch], set[str], list[PlacementNote], list[PlacementNote]]:
+    """One patch per object with a PodSpec using an image that needs the secret (custom
+    resources: where their CRD keeps it, see :mod:`kotsrewrite._placement`), one per
+    ServiceAccount given the secret; and the unplaced and unchecked PodSpecs."""
     secret = options.secret_name
     pointers: dict[int, set[str]] = defaultdict(set)
     namespaces: set[str] = set()
+    placer = Placer(inventory, options.namespace, options.image_fields)
+    field_docs = {(d.file, d.index, d.item): d for d in inventory.field_objects}
+    fields: dict[int, tuple[Document, dict[str, int]]] = {}
     for use in inventory.uses:
         if use.ref not in needs_secret:
             continue
         if use.resource is not None and use.pod_spec is not None:
             pointers[use.resource].add(use.pod_spec)
+        elif use.slot is Slot.FIELD and use.pod_spec is None:
+            loc = use.location
+            owner = field_docs.get((loc.file, loc.document, loc.item))
+            if owner is not None and placer.is_custom(owner):
+                fields.setdefault(id(owner), (owner, {}))[1].setdefault(use.ref.original, loc.line)
         if use.location.namespace is not None:
             namespaces.add(use.location.namespace)
+    # Work: (resource index or -1, object, PodSpec pointers, custom image fields' images).
+    work: list[tuple[int, Resource, list[str], dict[str, int]]] = [
+        (i, inventory.resources[i], sorted(pointers[i]), {}) for i in sorted(pointers)
+    ]
+    by_doc = {id(inventory.resources[i].document): i for i in range(len(inventory.resources))}
+    for owner, images in fields.values():
+        i = by_doc.get(id(owner))
+        merged = next((w for w in work if w[0] == i), None) if i is not None else None
+        if merged is not None:
+            merged[3].update(images)
+        elif i is not None:
+            work.append((i, inventory.resources[i], [], images))
+        else:
+            work.append((-1, Resource(document=owner, pod_specs=()), [], images))
     patches: list[Patch] = []
     targets = _TargetIndex(inventory)
-    for index in sorted(pointers):
-        resource = inventory.resources[index]
+    unplaced: list[PlacementNote] = []
+    unchecked: list[PlacementNote] = []
+    accounts: dict[int, tuple[Document, list[SecretPlacement]]] = {}
+    for index, resource, pod_pointers, field_images in work:
         doc = resource.document
         if doc.name is None:
             warnings.append(
@@ -836,15 +918,65 @@ def _patches(
                 f" target it; add imagePullSecrets: [{{name: {secret}}}] yourself"
             )
             continue
-        sites = {site.pointer: site for site in resource.pod_specs}
         ops: list[PatchOp] = []
-        for pointer in sorted(pointers[index]):
-            site = sites.get(pointer)
-            existing = site.pull_secrets if site is not None else None
-            if existing is None:
-                ops.append(PatchOp(f"{pointer}/imagePullSecrets", [{"name": secret}]))
-            elif secret not in existing:
-                ops.append(PatchOp(f"{pointer}/imagePullSecrets/-", {"name": secret}))
+        placements: list[SecretPlacement] = []
+        parents: list[str] = []
+        if placer.is_custom(doc):
+            placed = placer.place(resource, pod_pointers, secret, field_images)
+            unplaced += placed.unplaced
+            unchecked += placed.unchecked
+            for account, ptr in placed.service_accounts:
+                entry = accounts.setdefault(id(account), (account, []))
+                entry[1].append(
+                    SecretPlacement(
+                        Placement.SERVICE_ACCOUNT,
+                        ptr,
+                        "/imagePullSecrets",
+                        doc.kind,
+                        doc.namespace,
+                        doc.name,
+                    )
+                )
+            data = placed.data if placed.data is not None else _object_data(resource)
+            for parent, (rule, served) in sorted(placed.lists.items()):
+                new = [PatchOp(path, value) for path, value in list_ops(data, parent, secret)]
+                if not new:
+                    continue
+                ops += new
+                parents.append(parent)
+                placements += [
+                    SecretPlacement(
+                        rule,
+                        ptr,
+                        f"{parent}/imagePullSecrets",
+                        doc.kind,
+                        doc.namespace,
+                        doc.name,
+                    )
+                    for ptr in served
+                ]
+        else:
+            sites = {site.pointer: site for site in resource.pod_specs}
+            for pointer in pod_pointers:
+                site = sites.get(pointer)
+                existing = site.pull_secrets if site is not None else None
+                if existing is None:
+                    ops.append(PatchOp(f"{pointer}/imagePullSecrets", [{"name": secret}]))
+                elif secret not in existing:
+                    ops.append(PatchOp(f"{pointer}/imagePullSecrets/-", {"name": secret}))
+                else:
+                    continue
+                parents.append(pointer)
+                placements.append(
+                    SecretPlacement(
+                        Placement.BESIDE_PODSPEC,
+                        pointer,
+                        f"{pointer}/imagePullSecrets",
+                        doc.kind,
+                        doc.namespace,
+                        doc.name,
+                    )
+                )
         if not ops:
             continue
         patch = Patch(
@@ -853,10 +985,41 @@ def _patches(
             file=doc.file,
             line=doc.line,
             resource=index,
+            placements=tuple(placements),
         )
-        _check_patch(patch, resource, sorted(pointers[index]), secret)
+        _check_patch(patch, resource, parents, secret)
         patches.append(_exact_target(patch, targets, warnings, inventory))
-    return patches, namespaces
+    for account, serving in accounts.values():
+        account_patch = _account_patch(account, serving, inventory, secret)
+        if account_patch is not None:
+            patches.append(account_patch)
+    return patches, namespaces, unplaced, unchecked
+
+
+def _account_patch(
+    account: Document, served: list[SecretPlacement], inventory: Inventory, secret: str
+) -> Patch | None:
+    """The patch adding the secret to a ServiceAccount (``None`` when it already has it)."""
+    data = _node_data_of(account)
+    ops = [PatchOp(path, value) for path, value in list_ops(data, "", secret)]
+    if not ops:
+        return None
+    assert account.name is not None
+    namespace = account.namespace
+    if namespace is None and any(
+        other.name == account.name and other is not account for other in inventory.service_accounts
+    ):
+        namespace = "default"  # kustomize's namespace of an object that names none
+    patch = Patch(
+        target=PatchTarget(account.group, account.version, account.kind, account.name, namespace),
+        ops=tuple(ops),
+        file=account.file,
+        line=account.line,
+        resource=-1,
+        placements=tuple(served),
+    )
+    _check_patch(patch, Resource(document=account, pod_specs=()), [""], secret)
+    return patch
 
 
 @functools.lru_cache(maxsize=4096)

@@ -83,6 +83,9 @@ def build_report(
         "fieldSpecs": [f.to_json() for f in plan.field_specs],
         "files": files,
         "warnings": list(plan.warnings),
+        "onUnplaced": str(plan.options.on_unplaced),
+        "unplaced": [u.to_json() for u in plan.unplaced],
+        "unchecked": [u.to_json() for u in plan.unchecked],
         "warningDetails": [dict(w) for w in plan.warning_details],
         "timingsMs": {k: round(v * 1000, 1) for k, v in timings.items()},
     }

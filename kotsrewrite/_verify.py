@@ -11,7 +11,10 @@
   (private renamed to the proxy, public left alone);
 * every PodSpec using an image on a host of the pull secret (the proxy, the Replicated
   registry) lists the secret in ``imagePullSecrets`` exactly once, and no PodSpec lists it
-  twice;
+  twice. A PodSpec of a custom resource whose CRD is in the build is checked on the object as
+  the API server stores it (pruned by the CRD's structural schema): the secret must survive
+  beside it, or in an enclosing object's declared ``imagePullSecrets`` (or its pod
+  template's), or be held by the ServiceAccount it runs as, in its namespace;
 * a pull secret exists in every namespace such a PodSpec runs in (the secret without
   ``metadata.namespace`` serves the app namespace; without a plan or ``namespace`` that is
   the one namespace left without its own secret), and, given a plan, in every namespace the
@@ -42,8 +45,10 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from ._errors import InputError, shown_path
+from ._placement import covering_placement
 from ._plan import Plan, Rename
 from ._reference import ImageRef
+from ._schema import Pruner, crd_names, pruner_for
 
 __all__ = ["VerifyResult", "kustomize_build", "kustomize_command", "verify_midstream"]
 
@@ -471,10 +476,12 @@ class _Checker:
 
     def check_pod_specs(self, built: list[dict[str, Any]], secret: str, hosts: set[str]) -> None:
         needed: dict[str | None, str] = {}
+        stored = _StoredObjects(built)
         for obj in built:
             if obj.get("kind") == "CustomResourceDefinition":
                 continue
             key = _key(obj)
+            pruned = stored.pruned(obj)
             for path, spec in _pod_specs(obj):
                 self.pod_specs += 1
                 pulls = spec.get("imagePullSecrets") or []
@@ -485,7 +492,9 @@ class _Checker:
                     self.problem(f"{where}: imagePullSecrets lists {secret} {count} times")
                 images = [image for _, image in _image_sites(spec)]
                 using = [i for i in images if _domain(i) in hosts]
-                if using and count == 0:
+                if using and pruned is not None:
+                    self.check_stored(stored, pruned, obj, path, where, using[0], secret)
+                elif using and count == 0:
                     self.problem(f"{where}: pulls {using[0]} but imagePullSecrets lacks {secret}")
                 if using:
                     needed.setdefault(key[2] or None, where)
@@ -512,6 +521,64 @@ class _Checker:
                         f"no pull secret {secret} in namespace"
                         f" {pull.namespace or self.plan.options.namespace}, which the plan names"
                     )
+
+    def check_stored(
+        self,
+        stored: _StoredObjects,
+        pruned: tuple[Pruner, Any],
+        obj: dict[str, Any],
+        path: tuple[str | int, ...],
+        where: str,
+        image: str,
+        secret: str,
+    ) -> None:
+        """A PodSpec of a custom resource whose CRD is in the build: the secret must survive
+        the API server's pruning (beside it, in an enclosing object's declared field) or be
+        held by the ServiceAccount it runs as, in its namespace."""
+        pruner, data = pruned
+        accounts = stored.accounts(_key(obj)[2])
+        if covering_placement(data, path, pruner, secret, accounts) is None:
+            self.problem(
+                f"{where}: pulls {image} but {secret} does not survive pruning by"
+                f" CustomResourceDefinition {pruner.crd}, and no ServiceAccount it runs as in"
+                " its namespace holds it"
+            )
+
+
+class _StoredObjects:
+    """The built objects as the API server would store them: custom resources pruned by the
+    structural schemas of the CRDs in the build."""
+
+    def __init__(self, built: list[dict[str, Any]]) -> None:
+        self._crds: dict[tuple[str, str], dict[str, Any]] = {}
+        self._accounts: dict[str, dict[str, Any]] = {}
+        self._built = built
+        for obj in built:
+            if obj.get("kind") == "CustomResourceDefinition":
+                names = crd_names(obj)
+                if names is not None:
+                    self._crds.setdefault(names, obj)
+
+    def pruned(self, obj: dict[str, Any]) -> tuple[Pruner, Any] | None:
+        """(pruner, pruned copy) of a custom resource whose CRD is in the build, else None."""
+        group, _, version = str(obj.get("apiVersion", "")).rpartition("/")
+        crd = self._crds.get((group, str(obj.get("kind", ""))))
+        if crd is None:
+            return None
+        pruner = pruner_for(crd, version)
+        if not isinstance(pruner, Pruner):
+            return None
+        return pruner, pruner.prune(obj)
+
+    def accounts(self, namespace: str) -> dict[str, Any]:
+        """ServiceAccounts of the build in ``namespace`` (``""``: none named), by name."""
+        return {
+            _key(o)[3]: o
+            for o in self._built
+            if o.get("kind") == "ServiceAccount"
+            and o.get("apiVersion") == "v1"
+            and _key(o)[2] == namespace
+        }
 
 
 def verify_midstream(

@@ -193,7 +193,7 @@ def test_rename_index_looks_at_a_few_candidates() -> None:
 def test_scan_without_nodes_finds_what_load_and_find_find(tmp_path: Path) -> None:
     base, _ = _generate(tmp_path, 40, 30)
     expected = find_images(load_manifests(base))
-    for keep in ("none", "resources", "all"):
+    for keep in ("none", "needed", "all"):
         loaded, inventory = scan_manifests(base, keep=keep)  # type: ignore[arg-type]
         assert inventory.uses == expected.uses
         assert inventory.unmanaged == expected.unmanaged
@@ -203,7 +203,7 @@ def test_scan_without_nodes_finds_what_load_and_find_find(tmp_path: Path) -> Non
         resources = {id(r.document) for r in inventory.resources}
         assert resources <= {id(d) for d in loaded.documents}
         for doc in loaded.documents:
-            kept = keep == "all" or (keep == "resources" and id(doc) in resources)
+            kept = keep == "all" or (keep == "needed" and id(doc) in resources)
             assert (doc.node is not None) is kept, (keep, doc)
 
 
@@ -253,9 +253,9 @@ def test_images_memory_does_not_grow_with_manifest_size(tmp_path: Path) -> None:
     assert loaded - baseline < 25, (baseline, loaded)
 
 
-def test_a_plan_needs_only_the_nodes_of_resources(tmp_path: Path) -> None:
+def test_a_plan_needs_only_the_nodes_scan_keeps(tmp_path: Path) -> None:
     base, results = _generate(tmp_path, 40, 30)
     options = RewriteOptions(app_slug="acme", license_id="LIC-scale")
-    _, inventory = scan_manifests(base, keep="resources")
+    _, inventory = scan_manifests(base, keep="needed")
     expected = rewrite(base, options, dry_run=True, known_images=results, offline=True).plan
     assert build_plan(inventory, results, options) == expected
