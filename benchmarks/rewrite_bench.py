@@ -1,7 +1,9 @@
 """Benchmark: ``rewrite`` and ``post-render`` of a large base against ``images`` of it, offline.
 
 Generates a base of 800 documents (Deployments, StatefulSets, CronJobs, Services and
-ConfigMaps over 20 files, plus a ``kustomization.yaml``) that reference 600 unique images on
+ConfigMaps over 20 files; with ``--kustomization`` also a ``kustomization.yaml`` listing them,
+so that every command includes the ``kubectl kustomize`` build of the base) that reference 600
+unique images on
 five registries (half of them private), and a KOTS Installation YAML whose
 ``spec.knownImages`` holds a verdict for every one of them. Then runs, each in a fresh child
 process, alternated ``--repeat`` times (default 3) so that all see the same load:
@@ -146,7 +148,9 @@ def image(n: int) -> str:
     return f"{reg}/svc-{n}:1.{n % 13}"
 
 
-def generate(root: Path, docs: int, images: int, files: int = 20) -> tuple[Path, Path]:
+def generate(
+    root: Path, docs: int, images: int, files: int = 20, *, kustomization: bool = False
+) -> tuple[Path, Path]:
     """Write the base and the known-images file; returns (base dir, known-images file)."""
     base = root / "base"
     base.mkdir(parents=True)
@@ -174,10 +178,11 @@ def generate(root: Path, docs: int, images: int, files: int = 20) -> tuple[Path,
         name = f"part-{f:02d}.yaml"
         (base / name).write_text("---\n".join(texts))
         names.append(name)
-    (base / "kustomization.yaml").write_text(
-        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n"
-        + "".join(f"- {n}\n" for n in names)
-    )
+    if kustomization:
+        (base / "kustomization.yaml").write_text(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n"
+            + "".join(f"- {n}\n" for n in names)
+        )
     known = root / "installation.yaml"
     lines = [
         "apiVersion: kots.io/v1beta1",
@@ -293,16 +298,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--alt-shape", action="store_true", help="also build the replace-patch midstream"
     )
+    parser.add_argument(
+        "--kustomization",
+        action="store_true",
+        help="make the base a kustomization: the run then builds it with kubectl kustomize",
+    )
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="kotsrewrite-rewrite-bench-"))
     try:
-        base, known = generate(work, args.docs, args.images)
+        base, known = generate(work, args.docs, args.images, kustomization=args.kustomization)
         stdin = work / "all.yaml"
         stdin.write_text("---\n".join(p.read_text() for p in sorted(base.glob("part-*.yaml"))))
         out = work / "midstream"
+        what = "a kustomization (built by kubectl kustomize)" if args.kustomization else "files"
         print(
-            f"rewrite_bench: {args.docs} documents, {args.images} unique images, all known,"
-            f" --offline; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
+            f"rewrite_bench: {args.docs} documents in {what}, {args.images} unique images, all"
+            f" known, --offline; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
         )
         commands = {
             "images": (["images", str(base), "--format", "json"], None),

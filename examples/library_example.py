@@ -7,15 +7,14 @@ Run from anywhere::
 It loads the manifests, finds every image, takes the verdicts from the KOTS Installation's
 ``knownImages`` instead of probing (so nothing touches the network), builds the plan, renders
 the midstream files in memory, and finally does all of it in one call with
-:func:`kotsrewrite.rewrite`. It works on a copy of the manifests in WORK_DIR (default: a new
-temporary directory; kotsrewrite adds a kustomization file to a plain manifest directory, and
-the example leaves this repository as it found it) and writes WORK_DIR/midstream, which
-``kubectl kustomize WORK_DIR/midstream`` builds.
+:func:`kotsrewrite.rewrite`. It reads the example's manifests where they are (kotsrewrite never
+writes into its input) and writes WORK_DIR/midstream (default WORK_DIR: a new temporary
+directory), which ``kubectl kustomize WORK_DIR/midstream`` builds: a plain manifest directory
+is copied into its ``base/`` with a kustomization of its own.
 """
 
 from __future__ import annotations
 
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -28,8 +27,7 @@ ACME = Path(__file__).resolve().parent / "acme"
 def main(argv: list[str]) -> int:
     """Walk through the API and write a midstream; print what each step found."""
     work = Path(argv[1]) if len(argv) > 1 else Path(tempfile.mkdtemp(prefix="acme-"))
-    manifests, out = work / "manifests", work / "midstream"
-    shutil.copytree(ACME / "manifests", manifests, dirs_exist_ok=True)
+    manifests, out = ACME / "manifests", work / "midstream"
 
     # 1. Load the rendered manifests and find every image, with where it is used.
     base = kotsrewrite.load_manifests(manifests)
@@ -59,7 +57,8 @@ def main(argv: list[str]) -> int:
 
     # 4. Render the midstream files in memory (pure): {relative path: text}.
     files = kotsrewrite.render_plan(plan, base, out_dir=out)
-    print("midstream files:", ", ".join(files))
+    print("midstream files:", ", ".join(f for f in files if not f.startswith("base/")))
+    print("base snapshot:", ", ".join(f for f in files if f.startswith("base/")))
 
     # 5. Or all of the above in one call, written atomically to `out`.
     result = kotsrewrite.rewrite(manifests, options, out=out, known_images=known, offline=True)

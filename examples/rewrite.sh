@@ -6,8 +6,9 @@
 #   examples/rewrite.sh /tmp/acme       # works in /tmp/acme (acme/ copied there, midstream/ beside)
 #
 # Runs offline: every verdict comes from the KOTS Installation CR's knownImages, so nothing is
-# probed. Works on a copy because kotsrewrite writes a kustomization.yaml into a plain manifest
-# directory. Needs kotsrewrite on PATH (pip install .) and kubectl (or kustomize) for the build.
+# probed. Works on a copy so that midstream/ is written beside it, not into this repository
+# (kotsrewrite itself never writes into its input: a plain manifest directory is copied into
+# midstream/base/). Needs kotsrewrite on PATH (pip install .) and kubectl (or kustomize).
 set -euo pipefail
 examples="$(cd "$(dirname "$0")" && pwd)"
 work="${1:-$(mktemp -d "${TMPDIR:-/tmp}/acme.XXXXXX")}"

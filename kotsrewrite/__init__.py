@@ -32,6 +32,7 @@ from ._errors import (
     PolicyError,
 )
 from ._kots import KotsApplication, KotsLicense, load_application, load_license
+from ._kustomize import Origin
 from ._manifests import Limits, load_manifests, node_to_data
 from ._model import (
     Base,
@@ -95,6 +96,7 @@ __all__ = [
     "Location",
     "OnUnknown",
     "OnUnplaced",
+    "Origin",
     "OutputError",
     "Patch",
     "PatchOp",

@@ -873,6 +873,13 @@ def _add_verify(sub: argparse._SubParsersAction[_Parser]) -> None:
         default=None,
         help="the app namespace (default: the one namespace without its own secret)",
     )
+    p.add_argument(
+        "--base",
+        metavar="PATH",
+        default=None,
+        help="the base the midstream was made from: report files added, changed or removed"
+        " since (or a midstream made from another base)",
+    )
     p.set_defaults(run=_run_verify)
 
 
@@ -886,7 +893,8 @@ def _print_verify(result: Any, out: TextIO, err: TextIO) -> int:
 def _run_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from ._verify import verify_midstream
 
-    return _print_verify(verify_midstream(args.directory, namespace=args.namespace), out, err)
+    result = verify_midstream(args.directory, namespace=args.namespace, base=args.base)
+    return _print_verify(result, out, err)
 
 
 # --------------------------------------------------------------------------------------------

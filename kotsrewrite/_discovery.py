@@ -437,18 +437,31 @@ def find_images(base: Base, *, image_fields: Sequence[ImageField] = ()) -> Inven
     :attr:`Inventory.unmanaged`; those that do not parse as references become warnings.
     ``CustomResourceDefinition`` objects are never searched (kustomize skips them too).
 
+    For a built kustomization, an image a patch, ``images:`` transformer or generator
+    introduced points at the file that wrote it, with :attr:`Location.origin` naming the
+    object's own file.
+
     Raises :class:`~kotsrewrite.InputError` for an unrendered template in any image field, and
     :class:`~kotsrewrite.InvalidReferenceError` for an invalid reference in a managed field.
     """
     enabled = gc.isenabled()
     gc.disable()  # creates no cycles; see load_manifests
     try:
-        return _find(base, image_fields)
+        inventory = _find(base, image_fields)
     except InputError as exc:
+        if base.mode == "kustomize":
+            from ._kustomize import relocate_error
+
+            relocate_error(exc, base)  # a value a patch or transformer wrote: point there
         raise exc.within(base.base_dir) from None
     finally:
         if enabled:
             gc.enable()
+    if base.mode == "kustomize":
+        from ._kustomize import relocate
+
+        inventory = relocate(inventory, base)  # images a patch or transformer introduced
+    return inventory
 
 
 class _Finder:

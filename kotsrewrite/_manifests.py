@@ -800,121 +800,6 @@ def _kustomization_file(directory: Path) -> Path | None:
     return None
 
 
-_REMOTE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|git@|github\.com/|gitlab\.com/)|\?ref=", re.I)
-
-
-def _kustomize_resources(
-    kfile: Path, root: Path, limits: Limits, yaml: YAML
-) -> list[tuple[str, Any]]:
-    """(path, line) of each entry of ``resources``/``bases``/``components``."""
-    display = _display(kfile, root)
-    text = _read_file(kfile, display, limits)
-    try:
-        nodes = list(yaml.compose_all(text))
-    except (YAMLError, RecursionError) as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise InputError(
-            f"YAML error in kustomization: {getattr(exc, 'problem', None) or exc}",
-            file=display,
-            line=int(mark.line) + 1 if mark is not None else None,
-            hint="fix the kustomization file",
-        ) from None
-    nodes = [n for n in nodes if n is not None and not (type(n) is ScalarNode and not n.value)]
-    if not nodes:
-        return []
-    if len(nodes) > 1 or type(nodes[0]) is not MappingNode:
-        raise InputError(
-            "a kustomization must be a single mapping",
-            file=display,
-            line=_line(nodes[-1]),
-            hint="fix the kustomization file",
-        )
-    _Checker(limits).check(display, nodes[0])
-    for field in ("helmCharts", "helmChartInflationGenerator"):
-        value = _get(nodes[0], field)
-        if value is not None:
-            raise InputError(
-                f"{field} cannot be read: the chart is not rendered",
-                file=display,
-                line=_line(value),
-                hint="render it first (kubectl kustomize --enable-helm, or helm template) and"
-                " give the output",
-            )
-    out: list[tuple[str, Any]] = []
-    for field in ("resources", "bases", "components"):
-        value = _get(nodes[0], field)
-        if value is None or (type(value) is ScalarNode and value.ctag is _NULL):
-            continue
-        if type(value) is not SequenceNode:
-            raise InputError(
-                f"{field} is not a list", file=display, line=_line(value), hint="list paths"
-            )
-        for entry in value.value:
-            if not _is_str(entry):
-                raise InputError(
-                    f"an entry of {field} is not a string",
-                    file=display,
-                    line=_line(entry),
-                    hint="list file or directory paths",
-                )
-            out.append((str(entry.value), entry))
-    return out
-
-
-def _kustomize_paths(directory: Path, root: Path, limits: Limits, yaml: YAML) -> list[Path]:
-    files: list[Path] = []
-    seen_dirs: set[Path] = set()
-    seen_files: set[Path] = set()
-
-    def visit(kdir: Path, stack: tuple[Path, ...]) -> None:
-        kfile = _kustomization_file(kdir)
-        assert kfile is not None
-        display = _display(kfile, root)
-        for entry, node in _kustomize_resources(kfile, root, limits, yaml):
-            if _REMOTE.search(entry):
-                raise InputError(
-                    f"remote resource {entry!r} cannot be read",
-                    file=display,
-                    line=_line(node),
-                    hint="render the remote base first (kubectl kustomize) and give its output",
-                )
-            target = Path(os.path.realpath(kdir / entry))  # a symlink loop: "does not exist"
-            if target.is_dir():
-                if target in stack:
-                    raise InputError(
-                        f"kustomization cycle through {entry!r}",
-                        file=display,
-                        line=_line(node),
-                        hint="a base cannot include itself",
-                    )
-                if _kustomization_file(target) is None:
-                    raise InputError(
-                        f"directory resource {entry!r} has no kustomization file",
-                        file=display,
-                        line=_line(node),
-                        hint="a directory in resources must hold a kustomization.yaml",
-                    )
-                if target not in seen_dirs:
-                    seen_dirs.add(target)
-                    visit(target, (*stack, target))
-            elif target.is_file():
-                if target not in seen_files:
-                    seen_files.add(target)
-                    files.append(target)
-            else:
-                raise InputError(
-                    f"resource {entry!r} does not exist",
-                    file=display,
-                    line=_line(node),
-                    hint="fix the path in the kustomization",
-                )
-
-    top = directory.resolve()
-    seen_dirs.add(top)
-    visit(top, (top,))
-    return files
-
-
 def load_manifests(
     source: str | os.PathLike[str],
     *,
@@ -925,13 +810,15 @@ def load_manifests(
     """Read manifests from a directory, a kustomize base, a file, or ``-`` (stdin).
 
     A directory is walked recursively for ``*.yaml``, ``*.yml`` and ``*.json`` (sorted; hidden
-    files and directories skipped) unless it holds a kustomization file: then the files and
-    directories of its ``resources`` (and ``bases``/``components``) are read, recursively,
-    and never the kustomization itself. Empty documents are skipped; ``List`` kinds
-    contribute their ``items``.
+    files and directories skipped) unless it holds a kustomization file: then it is built with
+    ``kubectl kustomize`` (or ``kustomize build``) and the documents are the built objects,
+    each with its :attr:`~kotsrewrite.Document.origin` and the file and lines of its source
+    (see ``kotsrewrite._kustomize``); nothing is written into the directory. Empty documents
+    are skipped; ``List`` kinds contribute their ``items``.
 
     Raises :class:`~kotsrewrite.InputError` (with file and 1-based line) for unreadable,
-    binary or oversized files, YAML errors, duplicate keys, documents that are not objects,
+    binary or oversized files, a kustomization kustomize cannot build (or no kustomize
+    installed), YAML errors, duplicate keys, documents that are not objects,
     alias bombs, excessive nesting and too many documents.
 
     ``visit``, when given, is called with each object as soon as it is read and checked (in
@@ -998,31 +885,37 @@ def _load(
         if path.is_dir():
             root = path
             if _kustomization_file(path) is not None:
-                mode = "kustomize"
+                from ._kustomize import build
+
                 try:
-                    paths = _kustomize_paths(path, root, limits, loader.yaml)
+                    built = build(path, limits=limits, source=str(source))
                 except InputError as exc:
                     raise exc.within(str(source)) from None
-            else:
-                mode = "directory"
-                if (path / "Chart.yaml").is_file():
-                    raise InputError(
-                        "a Helm chart, not rendered manifests",
-                        file=shown_path(str(source), "Chart.yaml"),
-                        hint="render it first (helm template RELEASE CHART > rendered.yaml) and"
-                        " give the output, or run kotsrewrite post-render as Helm's"
-                        " --post-renderer",
-                    )
-                paths = _manifest_files(path)
-                if not paths:
-                    raise InputError(
-                        "no manifests (*.yaml, *.yml, *.json) in this directory",
-                        file=str(source),
-                        hint="give the directory holding the rendered manifests",
-                    )
+                if visit is None:
+                    return built
+                try:  # kustomize built them all at once: visit them now, in order
+                    return attrs.evolve(built, documents=tuple(map(visit, built.documents)))
+                except InputError as exc:
+                    raise exc.within(built.base_dir) from None
+            mode = "directory"
+            if (path / "Chart.yaml").is_file():
+                raise InputError(
+                    "a Helm chart, not rendered manifests",
+                    file=shown_path(str(source), "Chart.yaml"),
+                    hint="render it first (helm template RELEASE CHART > rendered.yaml) and"
+                    " give the output, or run kotsrewrite post-render as Helm's"
+                    " --post-renderer",
+                )
+            paths = _manifest_files(path)
+            if not paths:
+                raise InputError(
+                    "no manifests (*.yaml, *.yml, *.json) in this directory",
+                    file=str(source),
+                    hint="give the directory holding the rendered manifests",
+                )
             try:
                 for p in paths:
-                    display = _display(p, root.resolve() if mode == "kustomize" else root)
+                    display = _display(p, root)
                     loader.add_text(display, _read_file(p, display, limits))
             except InputError as exc:
                 # Files are named relative to the base; messages name them as the user can

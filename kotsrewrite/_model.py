@@ -9,12 +9,15 @@ from __future__ import annotations
 import enum
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
 from ._errors import shown_path
 from ._reference import ImageRef
+
+if TYPE_CHECKING:
+    from ._kustomize import Origin
 
 __all__ = [
     "Base",
@@ -64,6 +67,9 @@ class Document:
     when loading was told not to keep it (see ``load_manifests``' ``visit``)."""
     item: int | None = None
     """Index within the ``items`` of a List, or ``None``."""
+    origin: Origin | None = attrs.field(default=None, repr=False)
+    """For an object of a built kustomization: where kustomize took it from and what changed
+    it; ``None`` for objects read from files as written."""
 
     @property
     def group(self) -> str:
@@ -85,11 +91,14 @@ class Base:
     root: Path | None
     """Directory that :attr:`files` are relative to; ``None`` for stdin."""
     mode: Literal["kustomize", "directory", "file", "stdin"]
-    """``kustomize`` when the directory has a kustomization file."""
+    """``kustomize`` when the directory has a kustomization file: its documents are the objects
+    ``kubectl kustomize`` builds, each with its :attr:`Document.origin`."""
     files: tuple[str, ...]
-    """Manifest files read, relative to :attr:`root`, in the order read."""
+    """Manifest files read, relative to :attr:`root`, in the order read (for a kustomization:
+    the source files the built objects came from)."""
     documents: tuple[Document, ...]
-    """Every object, in file order then document order; List items expanded."""
+    """Every object, in file order then document order; List items expanded (for a
+    kustomization: in the order kustomize prints them)."""
     text: str | None = attrs.field(default=None, repr=False)
     """The text read from stdin (copied into the output); ``None`` otherwise."""
 
@@ -149,10 +158,16 @@ class Location:
     api_version: str = ""
     item: int | None = None
     """Index within a List's ``items`` when the object came from a List."""
+    origin: dict[str, Any] | None = attrs.field(default=None, eq=False, order=False)
+    """Set when :attr:`file` is not the object's own file (a kustomize patch, ``images:``
+    transformer or generator put the image there): ``by`` (the kustomize transformer or
+    generator kind), ``configuredIn`` (the kustomization file), ``objectFile`` and
+    ``objectLine`` (the object's own file and line; ``None`` for a generated object)."""
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON form used by ``kotsrewrite images`` and the report."""
-        return {
+        """The JSON form used by ``kotsrewrite images`` and the report (``origin`` only when
+        set)."""
+        out: dict[str, Any] = {
             "file": self.file,
             "line": self.line,
             "kind": self.kind,
@@ -164,6 +179,9 @@ class Location:
             "apiVersion": self.api_version,
             "item": self.item,
         }
+        if self.origin is not None:
+            out["origin"] = dict(self.origin)
+        return out
 
 
 @attrs.frozen(order=True)

@@ -8,14 +8,15 @@ Layout of the output directory (paths are relative to it):
   ``pull-secret-<namespace>.yaml`` for every other namespace (written mode 0600);
 * ``image-fields.yaml``: the ``configurations`` file, only when an image to rename sits where
   kustomize does not look by default;
-* ``base/``: only when the input was a single file or stdin: the text read is copied here
-  byte for byte with a ``kustomization.yaml`` listing it.
+* ``base/``: when the input is not a kustomization (a plain directory, a single file, stdin):
+  a snapshot of the manifest files read, byte for byte under their paths relative to the
+  input, with a ``kustomization.yaml`` listing them.
 
 kustomize refuses a plain directory, or files outside the kustomization root, as a resource, but
-accepts a directory anywhere that holds a kustomization. So a plain base directory gets a
-``kustomization.yaml`` of its own listing the manifest files read (what
-``kustomize create --autodetect`` writes; see :func:`render_base_kustomization`), and the
-midstream names that directory, like a kustomize base, by its path relative to the output.
+accepts a directory anywhere that holds a kustomization. A kustomization input is therefore
+named by its path relative to the output; any other input is snapshotted into ``base/``, so the
+midstream is self-contained, matches exactly what was read, and nothing is ever written into
+the user's input.
 
 Strings that YAML 1.1 (which kustomize reads) would take for a bool, a number, a null or a
 timestamp (``on``, ``yes``, ``y``, ``1.10``, ``0x1f``...) are double quoted.
@@ -43,13 +44,11 @@ from ._plan import Plan, PullSecret
 
 __all__ = [
     "BASE_DIR",
-    "BASE_KUSTOMIZATION_HEADER",
     "CONFIGURATIONS_FILE",
     "KUSTOMIZATION_FILE",
     "dump_yaml",
     "is_secret_file",
     "read_base_texts",
-    "render_base_kustomization",
     "render_plan",
     "secret_file_name",
 ]
@@ -58,12 +57,6 @@ KUSTOMIZATION_FILE = "kustomization.yaml"
 CONFIGURATIONS_FILE = "image-fields.yaml"
 BASE_DIR = "base"
 _STDIN_FILE = "stdin.yaml"
-#: First line of the kustomization kotsrewrite writes into a plain base directory.
-BASE_KUSTOMIZATION_HEADER = (
-    "# written by kotsrewrite: the manifest files of this directory, so that kustomize can use\n"
-    "# it as a base. Edit it as you like; kotsrewrite reads it as any kustomization.\n"
-)
-
 # Plain scalars YAML 1.1 or 1.2 would resolve to something other than a string.
 _AMBIGUOUS = re.compile(
     r"""^(?:
@@ -282,13 +275,18 @@ def is_secret_file(path: str) -> bool:
 
 
 def read_base_texts(base: Base) -> dict[str, str]:
-    """The text of the manifest file of ``base`` (what :func:`render_plan` copies when the
-    input is a single file); stdin's text comes from :attr:`Base.text`."""
+    """The text of each manifest file of ``base`` (what :func:`render_plan` snapshots into
+    ``base/`` for a plain directory or a single file); stdin's text comes from
+    :attr:`Base.text`; a kustomization needs none."""
     if base.mode == "stdin":
         return {_STDIN_FILE: base.text or ""}
-    if base.mode != "file" or base.root is None:
+    if base.mode not in ("file", "directory") or base.root is None:
         return {}
-    return {name: (base.root / name).read_text(encoding="utf-8") for name in base.files}
+    texts = {}
+    for name in base.files:
+        with (base.root / name).open(encoding="utf-8", newline="") as fh:
+            texts[name] = fh.read()
+    return texts
 
 
 def _kustomization(resources: list[str]) -> str:
@@ -298,17 +296,6 @@ def _kustomization(resources: list[str]) -> str:
             "kind": "Kustomization",
             "resources": resources,
         }
-    )
-
-
-def render_base_kustomization(base: Base) -> str | None:
-    """The ``kustomization.yaml`` to add to a plain base directory (``None`` for any other
-    input): :data:`BASE_KUSTOMIZATION_HEADER`, then ``resources`` listing the manifest files
-    read, relative to the directory, in the order read."""
-    if base.mode != "directory":
-        return None
-    return BASE_KUSTOMIZATION_HEADER + _kustomization(
-        [posixpath.normpath(name.replace(os.sep, "/")) for name in base.files]
     )
 
 
@@ -327,14 +314,13 @@ def render_plan(
 ) -> dict[str, str]:
     """The midstream files: ``{path relative to out_dir: text}``, sorted by path.
 
-    ``out_dir`` is only used to write the base directory as a path relative to it (a
-    kustomize base, or a plain directory given its kustomization by
-    :func:`render_base_kustomization`); ``base_texts`` are the texts to copy for a single file
-    or stdin (read with :func:`read_base_texts` when not given). The pull secrets hold the
+    ``out_dir`` is only used to write a kustomization input as a path relative to it;
+    ``base_texts`` are the texts snapshotted into ``base/`` for any other input (read with
+    :func:`read_base_texts` when not given). The pull secrets hold the
     license ID: write them with mode 0600 (see :func:`is_secret_file`).
     """
     files: dict[str, str] = {}
-    if base.mode in ("kustomize", "directory"):
+    if base.mode == "kustomize":
         assert base.root is not None
         rel = os.path.relpath(Path(base.root).resolve(), Path(out_dir).resolve())
         base_ref = rel.replace(os.sep, "/")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import gc
 import os
@@ -20,15 +19,9 @@ from ._model import Base, Inventory, ProbeResult
 from ._plan import Plan, RewriteOptions, build_plan, is_replicated
 from ._probe import ProbeOptions, probe_sync
 from ._reference import ImageRef
-from ._render import (
-    KUSTOMIZATION_FILE,
-    is_secret_file,
-    read_base_texts,
-    render_base_kustomization,
-    render_plan,
-)
+from ._render import BASE_DIR, is_secret_file, read_base_texts, render_plan
 from ._report import build_report
-from ._write import MARKER_FILE, staged_file, write_output
+from ._write import MARKER_FILE, write_output
 
 __all__ = ["Prober", "RewriteResult", "default_output_dir", "rewrite"]
 
@@ -52,18 +45,6 @@ class RewriteResult:
     """The JSON report (see :func:`~kotsrewrite.build_report`)."""
     probed: tuple[ImageRef, ...] = ()
     """References actually sent to the prober."""
-    base_kustomization: Path | None = None
-    """The kustomization added to a plain base directory (written, or with ``dry_run`` to be
-    written); ``None`` for any other input."""
-    base_kustomization_text: str | None = attrs.field(default=None, repr=False)
-    """Its text."""
-
-    @property
-    def base_kustomization_display(self) -> str | None:
-        """The base kustomization as the user named the base (``manifests/kustomization.yaml``)."""
-        if self.base_kustomization is None:
-            return None
-        return (Path(self.base.source) / KUSTOMIZATION_FILE).as_posix()
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -75,11 +56,8 @@ class RewriteResult:
         c = self.plan.counts()
         where = f"written to {self.output}" if self.written else f"would write {self.output}"
         base = ""
-        if self.base.mode in ("file", "stdin"):
-            base = f" (base copied with its own kustomization into {self.output / 'base'})"
-        elif self.base_kustomization is not None:
-            verb = "wrote" if self.written else "would write"
-            base = f"; {verb} base kustomization: {self.base_kustomization_display}"
+        if self.base.mode != "kustomize":
+            base = f" (base copied with its own kustomization into {self.output / BASE_DIR})"
         return (
             f"{c['images']} images: {c['private']} private, {c['public']} public,"
             f" {c['unknown']} unknown, {c['replicated']} on Replicated hosts;"
@@ -224,27 +202,9 @@ def _rewrite_loaded(
     files = render_plan(plan, base, out_dir=output, base_texts=read_base_texts(base))
     timings["render"] = time.perf_counter() - mark
 
-    base_text = render_base_kustomization(base)
-    base_kustomization = None
-    if base_text is not None:
-        assert base.root is not None
-        base_kustomization = Path(base.root).absolute() / KUSTOMIZATION_FILE
-
     mark = time.perf_counter()
     if not dry_run:
-        # The base kustomization is staged first (an unwritable base fails before anything is
-        # written) and put in place only once the midstream is.
-        guard: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
-        if base_kustomization is not None and base_text is not None:
-            guard = staged_file(
-                base_kustomization,
-                base_text,
-                hint="kustomize needs a kustomization file in the base directory: make the"
-                " directory writable, add a kustomization.yaml listing its manifests yourself,"
-                " or give the manifests as a single file (kotsrewrite rewrite FILE --out DIR)",
-            )
-        with guard:
-            write_output(files, output, force=force, private=is_secret_file, protected=base.root)
+        write_output(files, output, force=force, private=is_secret_file, protected=base.root)
     timings["write"] = time.perf_counter() - mark
     timings["total"] = time.perf_counter() - start
 
@@ -256,9 +216,6 @@ def _rewrite_loaded(
         source=str(source),
         dry_run=dry_run,
     )
-    report["baseKustomization"] = (
-        None if base_kustomization is None else (Path(base.source) / KUSTOMIZATION_FILE).as_posix()
-    )
     return RewriteResult(
         base=base,
         inventory=inventory,
@@ -268,6 +225,4 @@ def _rewrite_loaded(
         written=not dry_run,
         report=report,
         probed=tuple(to_probe),
-        base_kustomization=base_kustomization,
-        base_kustomization_text=base_text,
     )

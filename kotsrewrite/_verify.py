@@ -99,7 +99,6 @@ def kustomize_command(which: Callable[[str], str | None] = shutil.which) -> list
         return [kustomize, "build"]
     raise InputError(
         "neither kubectl nor kustomize is on PATH",
-        file="PATH",
         hint="install kubectl (it contains kustomize) or kustomize, then run again",
     )
 
@@ -117,6 +116,15 @@ def _build(command: Sequence[str], directory: Path) -> list[dict[str, Any]]:
         proc = subprocess.run(
             [*command, str(directory)], capture_output=True, text=True, timeout=120, check=False
         )
+        if proc.returncode != 0 and "enable-helm" in proc.stderr and shutil.which("helm"):
+            # a base with helmCharts (local charts): build it as rewrite read it
+            proc = subprocess.run(
+                [*command, "--enable-helm", str(directory)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise _BuildFailed(str(exc)) from None
     if proc.returncode != 0:
@@ -587,13 +595,16 @@ def verify_midstream(
     *,
     namespace: str | None = None,
     command: Sequence[str] | None = None,
+    base: str | os.PathLike[str] | None = None,
 ) -> VerifyResult:
     """Build the midstream in ``directory`` with kustomize and check it (see the module doc).
 
     ``plan`` (what :func:`~kotsrewrite.rewrite` returns in its result) makes the checks exact;
     without it they follow the kustomization itself. ``namespace`` is the app namespace (the
     plan's when given). ``command`` is the kustomize command (default
-    :func:`kustomize_command`). A build failure is a problem, not an exception. Raises
+    :func:`kustomize_command`). ``base``, the base the midstream was made from, adds a problem
+    for each file added, changed or removed since its snapshot (or when the midstream names
+    another base). A build failure is a problem, not an exception. Raises
     :class:`~kotsrewrite.InputError` when ``directory`` holds no kustomization or no kustomize
     is installed.
     """
@@ -607,6 +618,11 @@ def verify_midstream(
     cmd = list(command) if command is not None else kustomize_command()
     checker = _Checker(path, plan, namespace, cmd)
     checker.run()
+    if base is not None:
+        from ._snapshot import snapshot_problems
+
+        for problem in snapshot_problems(path, base):
+            checker.problem(problem)
     return VerifyResult(
         directory=path,
         problems=tuple(checker.problems),

@@ -26,12 +26,12 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from ._errors import OutputError
 
-__all__ = ["MARKER_FILE", "MARKER_TEXT", "staged_file", "write_output"]
+__all__ = ["MARKER_FILE", "MARKER_TEXT", "write_output"]
 
 #: Present in every directory kotsrewrite writes; marks it as safe to replace.
 MARKER_FILE = ".kotsrewrite"
@@ -200,48 +200,3 @@ def write_output(
             shutil.rmtree(tmp)
         raise
     return dest
-
-
-@contextlib.contextmanager
-def staged_file(
-    path: str | os.PathLike[str], text: str, *, hint: str | None = None
-) -> Iterator[Path]:
-    """Create the new file ``path`` holding ``text`` (mode 0644 less the umask), atomically,
-    when the ``with`` block succeeds.
-
-    The text is written to a temporary file in the same directory before the block runs (so
-    an unwritable directory fails first, with ``hint``), then linked into place after it; if
-    the block raises, the temporary file is removed and ``path`` never appears. An existing
-    ``path`` is never replaced. Yields the absolute path. Raises
-    :class:`~kotsrewrite.OutputError`.
-    """
-    dest = Path(path).absolute()
-    if dest.exists() or dest.is_symlink():
-        raise OutputError(f"{dest}: already exists", hint=hint)
-    try:
-        fd, name = tempfile.mkstemp(prefix=f".{dest.name}.tmp-", dir=dest.parent)
-    except OSError as exc:
-        raise OutputError(f"{dest}: cannot write: {exc.strerror or exc}", hint=hint) from None
-    tmp = Path(name)
-    try:
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-                fh.write(text)
-            os.chmod(tmp, 0o644 & ~_umask())
-        except OSError as exc:
-            raise OutputError(f"{dest}: cannot write: {exc.strerror or exc}", hint=hint) from None
-        yield dest
-        try:
-            try:
-                os.link(tmp, dest)  # never replaces a file created meanwhile
-            except FileExistsError:
-                raise OutputError(f"{dest}: already exists", hint=hint) from None
-            except OSError:
-                if dest.exists() or dest.is_symlink():
-                    raise OutputError(f"{dest}: already exists", hint=hint) from None
-                os.rename(tmp, dest)  # a file system without hard links
-        except OSError as exc:
-            raise OutputError(f"{dest}: cannot write: {exc.strerror or exc}", hint=hint) from None
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)

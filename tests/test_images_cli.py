@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -29,7 +30,22 @@ def _case_args(case: Path) -> list[str]:
     return args.read_text().splitlines() if args.exists() else []
 
 
-@pytest.mark.parametrize("case", GOLDEN, ids=[p.name for p in GOLDEN])
+_HAS_KUBECTL = shutil.which("kubectl") is not None
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(
+            p,
+            id=p.name,
+            marks=[pytest.mark.kustomize, pytest.mark.skipif(not _HAS_KUBECTL, reason="no kubectl")]
+            if (p / "input" / "kustomization.yaml").is_file()
+            else [],
+        )
+        for p in GOLDEN
+    ],
+)
 def test_golden_json(case: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(case)  # warnings name files as given: input/FILE
     code, out, err = run("images", "input", "--format", "json", *_case_args(case))

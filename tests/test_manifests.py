@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import io
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -79,7 +80,9 @@ def test_json_file_lines() -> None:
     assert doc.line == 1 and doc.name == "api" and doc.namespace == "shop"
 
 
-def test_kustomize_base_reads_resources_only() -> None:
+@pytest.mark.kustomize
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
+def test_kustomize_base_is_built_from_its_resources_only() -> None:
     base = load_manifests(FIXTURES / "kustomize-base" / "input")
     assert base.mode == "kustomize"
     assert base.files == ("namespace.yaml", "apps/web/deployment.yaml", "common/worker.yaml")

@@ -95,8 +95,9 @@ def test_yaml_error_invalid_reference_and_a_single_file(here: Path) -> None:
 def test_kustomize_base_errors_name_the_kustomization_and_shared_files(here: Path) -> None:
     (here / "shared").mkdir()
     (here / "shared" / "x.yaml").write_text(POD.format(name="x", image="'{{ .T }}'"))
+    (here / "shared" / "kustomization.yaml").write_text("resources:\n- x.yaml\n")
     (here / "overlay").mkdir()
-    (here / "overlay" / "kustomization.yaml").write_text("resources:\n- ../shared/x.yaml\n")
+    (here / "overlay" / "kustomization.yaml").write_text("resources:\n- ../shared\n")
     code, _, err = run("images", "overlay")
     assert code == 2 and first_error(err).startswith("shared/x.yaml:7: unrendered"), err
     (here / "overlay" / "kustomization.yaml").write_text("resources:\n- missing.yaml\n")
@@ -599,7 +600,8 @@ def test_a_midstream_written_beside_a_file_is_not_read_back_as_manifests(here: P
     assert [loc["file"] for loc in image["locations"]] == ["pod.yaml"]
     code, _, err = run("rewrite", "app", *SLUG, "--out", "mid")
     assert code == 0, err
-    listed = (here / "app" / "kustomization.yaml").read_text()
+    assert not (here / "app" / "kustomization.yaml").exists()  # never written into the input
+    listed = (here / "mid" / "base" / "kustomization.yaml").read_text()
     assert "midstream" not in listed and "pod.yaml" in listed
 
 

@@ -325,9 +325,11 @@ def test_without_crd_legacy_placement_listed_unchecked(tmp_path: Path) -> None:
     assert "no place" not in err.getvalue()  # no warning for unchecked
     assert "CustomResourceDefinition" not in err.getvalue()
 
-    # The CRD shows up later (another kustomization adds it): verify prunes and complains.
-    shutil.copy(FIXTURES / "argo-workflows" / "crd.yaml", base / "crd.yaml")
-    kustomization = base / "kustomization.yaml"
+    # The CRD shows up later (added to the midstream's base snapshot): verify prunes and
+    # complains.
+    snapshot = tmp_path / "mid" / "base"
+    shutil.copy(FIXTURES / "argo-workflows" / "crd.yaml", snapshot / "crd.yaml")
+    kustomization = snapshot / "kustomization.yaml"
     kustomization.write_text(kustomization.read_text() + "- crd.yaml\n")
     problems = verify_midstream(tmp_path / "mid").problems
     assert len(problems) == 1
@@ -466,7 +468,6 @@ def test_argo_container_templates_only(tmp_path: Path) -> None:
 
     # Without the CRD such a field gets no secret, as before, and is listed as unchecked.
     (base / "argo-workflows-crd.yaml").unlink()
-    (base / "kustomization.yaml").unlink()
     shutil.rmtree(tmp_path / "mid")
     result = _rewrite(base, tmp_path, image_fields=[_field(f) for f in ARGO_FIELDS])
     assert result.plan.patches == ()

@@ -92,14 +92,14 @@ def _case_input(case: str, work: Path) -> tuple[str, str]:
     path = work / spec["input"]
     if path.is_file():
         return str(path), path.read_text()
+    # What kustomize makes of the base (Lists flattened, as Helm would render them): the
+    # kustomization itself, or the midstream's snapshot of a plain directory.
     base = kotsrewrite.load_manifests(path)
-    if base.mode == "kustomize":
-        assert KUBECTL is not None
-        proc = subprocess.run([KUBECTL, "kustomize", str(path)], capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stderr
-        return str(path), proc.stdout
-    texts = [(path / name).read_text() for name in base.files]
-    return str(path), "\n---\n".join(texts)
+    built = path if base.mode == "kustomize" else work / "midstream" / "base"
+    assert KUBECTL is not None
+    proc = subprocess.run([KUBECTL, "kustomize", str(built)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return str(path), proc.stdout
 
 
 def _options(case: str, path: str) -> kotsrewrite.RewriteOptions:

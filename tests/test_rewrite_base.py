@@ -1,10 +1,10 @@
-"""A plain base directory gets a kustomization of its own; YAML libyaml rejects is retried."""
+"""A plain base directory is snapshotted into the midstream, never written; YAML libyaml
+rejects is retried."""
 
 from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-import kotsrewrite._write
 from kotsrewrite._cli import main
 
 FIX = Path(__file__).parent / "fixtures" / "midstream" / "registries"
@@ -23,6 +22,7 @@ KUBECTL = shutil.which("kubectl")
 
 
 def _tree(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` (hidden ones too), as bytes."""
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
@@ -39,54 +39,52 @@ def _build(out: Path) -> list[dict[str, Any]]:
     return [d for d in YAML(typ="safe", pure=True).load_all(proc.stdout) if d]
 
 
+def _stat(root: Path) -> dict[str, tuple[int, int]]:
+    return {
+        p.relative_to(root).as_posix(): (p.stat().st_mtime_ns, p.stat().st_mode)
+        for p in [root, *root.rglob("*")]
+    }
+
+
 @pytest.mark.kustomize
 @pytest.mark.skipif(KUBECTL is None, reason="kubectl not installed")
-def test_plain_directory_gets_one_kustomization_and_builds_from_elsewhere(
+def test_plain_directory_is_snapshotted_never_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     base = Path(shutil.copytree(FIX / "base", tmp_path / "src" / "manifests"))
-    before = _tree(base)
-    stat_before = {p: (base / p).stat().st_mtime_ns for p in before}
+    before, stat_before = _tree(base), _stat(base)
     out = tmp_path / "far" / "away" / "mid"  # not beside the base
     report = tmp_path / "report.json"
     monkeypatch.chdir(tmp_path / "src")
     argv = ["rewrite", "manifests", *ARGS, *KNOWN, "--out", str(out), "--report", str(report)]
     code, _, err = _run(argv)
     assert code == 0, err
-    assert "wrote base kustomization: manifests/kustomization.yaml" in err
-    assert json.loads(report.read_text())["baseKustomization"] == "manifests/kustomization.yaml"
+    assert f"(base copied with its own kustomization into {out}/base)" in err
+    assert "baseKustomization" not in json.loads(report.read_text())
 
-    after = _tree(base)
-    assert set(after) - set(before) == {"kustomization.yaml"}  # exactly one new file
-    assert {p: after[p] for p in before} == before  # nothing else changed
-    assert {p: (base / p).stat().st_mtime_ns for p in before} == stat_before
-    assert (base / "kustomization.yaml").stat().st_mode & 0o777 == 0o644 & ~_umask()
-    assert sorted(p.name for p in base.iterdir()) == ["apps", "kustomization.yaml", "svc.yml"]
-    text = (base / "kustomization.yaml").read_text()
-    assert text.startswith("# written by kotsrewrite")
-    data = YAML(typ="safe", pure=True).load(text)
-    assert data == {
-        "apiVersion": "kustomize.config.k8s.io/v1beta1",
-        "kind": "Kustomization",
-        "resources": ["apps/api.yaml", "svc.yml"],
-    }
-    mid = (out / "kustomization.yaml").read_text()
-    assert "\n- ../../../src/manifests\n" in mid
+    # The input: every file byte for byte, no file added, not even touched.
+    assert _tree(base) == before
+    assert _stat(base) == stat_before
+    # The midstream: a snapshot of what was read, byte for byte, with its own kustomization.
+    snapshot = _tree(out / "base")
+    assert snapshot.pop("kustomization.yaml").decode() == (
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        "resources:\n- apps/api.yaml\n- svc.yml\n"
+    )
+    assert snapshot == before
+    assert "\n- base\n" in (out / "kustomization.yaml").read_text()
 
-    # kustomize builds it although the base is outside the midstream's root.
     built = _build(out)
     images = [c["image"] for d in built for c in _containers(d)]
     assert "proxy.replicated.com/proxy/acme/quay.io/acme/api:1.2.3" in images
     assert "quay.io/acme/api:1.2.3" not in images
 
-    # A second run reads the kustomize base and writes the same bytes, adding nothing.
+    # A second run writes the same bytes and still touches nothing in the input.
     first = _tree(out)
     code, _, err = _run(argv)
     assert code == 0, err
-    assert "base kustomization" not in err
     assert _tree(out) == first
-    assert _tree(base) == after
-    assert json.loads(report.read_text())["baseKustomization"] is None
+    assert _tree(base) == before and _stat(base) == stat_before
 
 
 def _containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -94,36 +92,68 @@ def _containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return list(spec.get("containers", [])) + list(spec.get("initContainers", []))
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+@pytest.mark.kustomize
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl not installed")
+def test_plain_directory_that_gains_and_loses_files_between_runs(tmp_path: Path) -> None:
+    base = Path(shutil.copytree(FIX / "base", tmp_path / "base"))
+    out = tmp_path / "mid"
+    argv = ["rewrite", str(base), *ARGS, "--proxy-all", "--out", str(out)]
+    code, _, err = _run(argv)
+    assert code == 0, err
+    code, stdout, _ = _run(["verify", str(out), "--base", str(base)])
+    assert code == 0, stdout
+
+    # A file added to the base: verify --base says the midstream is stale; a re-run has it.
+    (base / "extra.yaml").write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: extra}\nspec:\n"
+        "  containers: [{name: x, image: ghcr.io/acme/extra:3}]\n"
+    )
+    code, stdout, _ = _run(["verify", str(out), "--base", str(base)])
+    assert code == 1
+    assert f"{base}/extra.yaml: in the base but not in the midstream's snapshot" in stdout
+    code, _, err = _run(argv)
+    assert code == 0, err
+    [pod] = [d for d in _build(out) if d["kind"] == "Pod" and d["metadata"]["name"] == "extra"]
+    assert pod["spec"]["containers"][0]["image"] == (
+        "proxy.replicated.com/proxy/acme/ghcr.io/acme/extra:3"
+    )
+    assert pod["spec"]["imagePullSecrets"] == [{"name": "acme-registry"}]
+    assert _run(["verify", str(out), "--base", str(base)])[0] == 0
+
+    # A file changed, then one removed: reported, and a re-run has no trace of it.
+    (base / "extra.yaml").write_text((base / "extra.yaml").read_text().replace(":3", ":4"))
+    code, stdout, _ = _run(["verify", str(out), "--base", str(base)])
+    assert code == 1 and f"{base}/extra.yaml: changed since the midstream's snapshot" in stdout
+    (base / "extra.yaml").unlink()
+    code, stdout, _ = _run(["verify", str(out), "--base", str(base)])
+    assert code == 1 and "in the midstream's snapshot but no longer in the base" in stdout
+    code, _, err = _run(argv)
+    assert code == 0, err
+    assert "extra" not in {d["metadata"]["name"] for d in _build(out)}
+    assert not (out / "base" / "extra.yaml").exists()
+    assert sorted(p.name for p in base.iterdir()) == ["apps", "svc.yml"]
+
+    # A midstream made from another base.
+    other = Path(shutil.copytree(FIX / "base", tmp_path / "other"))
+    (other / "svc.yml").write_text((other / "svc.yml").read_text() + "\n")
+    code, stdout, _ = _run(["verify", str(out), "--base", str(other)])
+    assert code == 1 and f"{other}/svc.yml: changed since" in stdout
 
 
-def test_unwritable_base_fails_with_hint_and_writes_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_read_only_base_is_fine(tmp_path: Path) -> None:
     base = Path(shutil.copytree(FIX / "base", tmp_path / "base"))
     before = _tree(base)
-    if os.geteuid() == 0:  # root writes anywhere: make the staging fail as EACCES would
-
-        def denied(*_args: Any, **_kwargs: Any) -> Any:
-            raise PermissionError(13, "Permission denied")
-
-        monkeypatch.setattr(kotsrewrite._write.tempfile, "mkstemp", denied)
-    else:
-        base.chmod(0o555)
+    for path in [base, *base.rglob("*")]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
     out = tmp_path / "mid"
     try:
         code, _, err = _run(["rewrite", str(base), *ARGS, *KNOWN, "--out", str(out)])
     finally:
-        base.chmod(0o755)
-    assert code == 2, err
-    assert "kustomization.yaml: cannot write: Permission denied" in err
-    assert "hint:" in err and "single file" in err and "kustomization.yaml" in err
-    assert not out.exists()
+        for path in [base, *base.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+    assert code == 0, err
     assert _tree(base) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["base"]
+    assert (out / "base" / "svc.yml").read_bytes() == before["svc.yml"]
 
 
 def test_midstream_refused_leaves_base_untouched(tmp_path: Path) -> None:
@@ -174,3 +204,49 @@ def test_yaml_error_both_parsers_reject_reports_file_line(tmp_path: Path) -> Non
     assert code == 2
     assert f"kotsrewrite: error: {base}/b.yaml:6: YAML error:" in err
     assert sorted(p.name for p in base.iterdir()) == ["a.yaml", "b.yaml"]
+
+
+@pytest.mark.parametrize(
+    "kustomization",
+    [
+        False,
+        pytest.param(
+            True,
+            marks=[
+                pytest.mark.kustomize,
+                pytest.mark.skipif(KUBECTL is None, reason="kubectl not installed"),
+            ],
+        ),
+    ],
+)
+def test_output_inside_the_input_directory_is_refused(tmp_path: Path, kustomization: bool) -> None:
+    base = Path(shutil.copytree(FIX / "base", tmp_path / "base"))
+    if kustomization:
+        (base / "kustomization.yaml").write_text("resources: [apps/api.yaml, svc.yml]\n")
+    before = _tree(base)
+    code, _, err = _run(["rewrite", str(base), *ARGS, *KNOWN, "--out", str(base / "mid")])
+    assert code == 2
+    assert f"kotsrewrite: error: {base}/mid: inside the base directory {base}" in err
+    assert "hint: choose an output directory outside the base" in err
+    assert _tree(base) == before
+    assert sorted(p.name for p in base.iterdir()) == sorted({p.split("/")[0] for p in before})
+
+
+def test_verify_base_of_a_single_file(tmp_path: Path) -> None:
+    app = tmp_path / "app.yaml"
+    app.write_bytes((FIX / "base" / "svc.yml").read_bytes())
+    out = tmp_path / "mid"
+    code, _, err = _run(["rewrite", str(app), *ARGS, "--proxy-all", "--out", str(out)])
+    assert code == 0, err
+    if KUBECTL is not None:
+        assert _run(["verify", str(out), "--base", str(app)])[0] == 0
+    from kotsrewrite._snapshot import snapshot_problems
+
+    assert snapshot_problems(out, app) == []
+    app.write_bytes(app.read_bytes() + b"# edited\n")
+    assert snapshot_problems(out, app) == [
+        f"{app}: changed since the midstream's snapshot; run kotsrewrite rewrite again on the base"
+    ]
+    assert snapshot_problems(out, tmp_path / "nope") == [
+        f"--base {tmp_path / 'nope'}: no such file or directory"
+    ]

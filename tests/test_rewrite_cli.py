@@ -17,7 +17,7 @@ KNOWN = ["--known-images", str(FIX / "known-images.yaml")]
 
 @pytest.fixture
 def base(tmp_path: Path) -> Path:
-    """A copy of the fixture base (a plain directory: a run adds a kustomization to it)."""
+    """A copy of the fixture base (a plain directory, snapshotted into each midstream)."""
     return Path(shutil.copytree(FIX / "base", tmp_path / "base"))
 
 
@@ -73,8 +73,10 @@ def test_dry_run_prints_plan_and_writes_nothing(tmp_path: Path, base: Path) -> N
     assert code == 0, err
     assert not out.exists()
     assert not (base / "kustomization.yaml").exists()
-    assert f"would write base kustomization: {base}/kustomization.yaml" in err
+    assert f"(base copied with its own kustomization into {out}/base)" in err
+    assert "base kustomization" not in err
     assert "kustomization.yaml\n" in stdout and "pull-secret.yaml\n" in stdout
+    assert "base/apps/api.yaml\n" in stdout and "base/svc.yml\n" in stdout
     assert (
         "proxy       private      quay.io/acme/api:1.2.3 ->"
         " proxy.replicated.com/proxy/acme/quay.io/acme/api:1.2.3" in stdout

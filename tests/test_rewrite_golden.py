@@ -2,22 +2,27 @@
 
 Each case is a directory under ``tests/fixtures/midstream/<case>/``:
 
-* ``base/`` (a directory input), or a single file, or ``stdin.yaml`` fed to ``-``;
+* ``base/`` (a directory input), or a single file, or ``stdin.yaml`` fed to ``-``; or a
+  kustomization: ``tree`` (a directory, relative to the case, copied as a whole) and ``input``
+  (the kustomization directory within it, e.g. ``app/overlays/staging``);
 * ``case.json``: ``args`` (CLI flags), ``input`` (``base``, a file name, or ``-``), and
   optional expectations: ``pullSecrets`` (``{"Kind/name": [names in order]}``, or
-  ``Kind/namespace/name`` for a namespaced object) and
-  ``namespaces`` (the namespaces given a secret, app namespace first);
+  ``Kind/namespace/name`` for a namespaced object),
+  ``namespaces`` (the namespaces given a secret, sorted), ``built`` (every image of the built
+  midstream, sorted), ``locations`` (``{image: ["file:line", ...]}`` as the report gives them,
+  files relative to the input) and ``objects`` (``Kind/namespace/name`` of every workload the
+  built midstream holds, sorted);
 * ``known-images.yaml``: a KOTS Installation with the verdicts (the run is ``--offline``);
-* ``expected/``: the midstream written, byte for byte;
-* ``expected-base/kustomization.yaml``: for a plain directory input, the kustomization
-  kotsrewrite adds to it (the only file added there).
+* ``expected/``: the midstream written, byte for byte (for a plain directory, a single file or
+  stdin, its ``base/`` snapshot included).
 
+The input is never modified: every case checks that its tree is byte for byte what it was.
 Regenerate the expected files after an intended change with::
 
     KOTSREWRITE_REGEN=1 .venv/bin/pytest tests/test_rewrite_golden.py
 
 and review the diff. The input is copied to a temporary directory first, so the base path in
-``kustomization.yaml`` is always ``../base``.
+``kustomization.yaml`` is always ``base`` (a snapshot) or ``../<input>`` (a kustomization).
 """
 
 from __future__ import annotations
@@ -57,7 +62,10 @@ def _run_case(case: str, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Pa
     work.mkdir(parents=True)
     out = work / "midstream"
     report = tmp / "report.json"
-    if spec["input"] == "-":
+    if "tree" in spec:
+        shutil.copytree(src / spec["tree"], work / Path(spec["tree"]).name)
+        path = str(work / spec["input"])
+    elif spec["input"] == "-":
         monkeypatch.setattr(sys, "stdin", io.StringIO((src / spec["stdin"]).read_text()))
         path = "-"
     elif (src / spec["input"]).is_dir():
@@ -87,10 +95,14 @@ def _run_case(case: str, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Pa
     return out, spec
 
 
-def _kustomize(out: Path) -> list[dict[str, Any]]:
+def _bytes(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def _kustomize(out: Path, *flags: str) -> list[dict[str, Any]]:
     assert KUBECTL is not None
     proc = subprocess.run(
-        [KUBECTL, "kustomize", str(out)], capture_output=True, text=True, timeout=60
+        [KUBECTL, "kustomize", *flags, str(out)], capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0, proc.stderr
     return [d for d in YAML(typ="safe", pure=True).load_all(proc.stdout) if d]
@@ -126,29 +138,30 @@ def test_golden_case(case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     out, spec = _run_case(case, tmp_path, monkeypatch)
     expected_dir = FIXTURES / case / "expected"
     got = _tree(out)
-    # What the run added to a directory input: nothing, or one kustomization.yaml.
-    base_added: dict[str, str] = {}
-    if spec["input"] != "-" and (FIXTURES / case / spec["input"]).is_dir():
-        before = _tree(FIXTURES / case / spec["input"])
-        after = _tree(out.parent / "base")
-        assert {k: v for k, v in after.items() if k in before} == before  # nothing changed
-        base_added = {k: v for k, v in after.items() if k not in before}
-    expected_base = FIXTURES / case / "expected-base"
+    # The input is never modified: every file byte for byte, no file added.
+    src = FIXTURES / case
+    if "tree" in spec:
+        tree = Path(spec["tree"])
+        assert _bytes(out.parent / tree.name) == _bytes(src / tree)
+    elif spec["input"] != "-" and (src / spec["input"]).is_dir():
+        assert _bytes(out.parent / "base") == _bytes(src / spec["input"])
     if REGEN:
-        for directory, tree in ((expected_dir, got), (expected_base, base_added)):
-            shutil.rmtree(directory, ignore_errors=True)
-            for rel, text in tree.items():
-                (directory / rel).parent.mkdir(parents=True, exist_ok=True)
-                (directory / rel).write_text(text, encoding="utf-8")
+        shutil.rmtree(expected_dir, ignore_errors=True)
+        for rel, text in got.items():
+            (expected_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+            (expected_dir / rel).write_text(text, encoding="utf-8")
     assert got == _tree(expected_dir)
-    assert base_added == (_tree(expected_base) if expected_base.is_dir() else {})
-    if base_added:
-        assert list(base_added) == ["kustomization.yaml"]
-        assert "wrote base kustomization: " in spec["stderr"]
-        assert spec["report"]["baseKustomization"].endswith("/base/kustomization.yaml")
-        assert (out / "kustomization.yaml").read_text().count("\n- ../base\n") == 1
+    assert "base kustomization" not in spec["stderr"]
+    resources = YAML(typ="safe", pure=True).load(got["kustomization.yaml"])["resources"]
+    if "tree" in spec or (src / spec["input"] / "kustomization.yaml").is_file():
+        assert resources[0] == f"../{spec['input']}"
+        assert "base/kustomization.yaml" not in got
     else:
-        assert spec["report"]["baseKustomization"] is None
+        assert resources[0] == "base"
+        snapshot = YAML(typ="safe", pure=True).load(got["base/kustomization.yaml"])
+        assert sorted(f"base/{r}" for r in snapshot["resources"]) == sorted(
+            rel for rel in got if rel.startswith("base/") and rel != "base/kustomization.yaml"
+        )
     for rel in got:
         mode = (out / rel).stat().st_mode & 0o777
         assert mode == (0o600 if rel.startswith("pull-secret") else 0o644 & ~_umask()), rel
@@ -160,9 +173,26 @@ def test_golden_case(case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert license_id not in json.dumps(report)
     assert license_id not in spec["stderr"]
 
-    built = _kustomize(out)
+    built = _kustomize(out, *spec.get("kustomizeFlags", []))
     images: list[str] = []
     _images(built, images)
+    if "built" in spec:
+        assert sorted(images) == spec["built"]
+    if "locations" in spec:
+        where = {
+            e["image"]: sorted(f"{loc['file']}:{loc['line']}" for loc in e["locations"])
+            for e in report["images"]
+        }
+        assert {image: where.get(image) for image in spec["locations"]} == spec["locations"]
+    if "objects" in spec:
+        workloads = [d for d in built if d["kind"] not in ("Secret", "Namespace", "ConfigMap")]
+        assert (
+            sorted(
+                f"{d['kind']}/{d['metadata'].get('namespace', '')}/{d['metadata']['name']}"
+                for d in workloads
+            )
+            == spec["objects"]
+        )
     for entry in report["images"]:
         if entry["action"] == "keep" or entry["newName"] is None:
             assert entry["image"] in images, entry["image"]

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from kotsrewrite import RewriteOptions, find_images, load_manifests, rewrite
 from kotsrewrite._cli import main
 from kotsrewrite._discovery import scan_manifests
@@ -70,7 +72,7 @@ def _image(n: int) -> str:
 
 
 def _generate(root: Path, docs: int, images: int) -> tuple[Path, list[ProbeResult]]:
-    """A kustomize base of ``docs`` objects over 4 files using ``images`` images, and verdicts
+    """A base directory of ``docs`` objects over 4 files using ``images`` images, and verdicts
     for them all (every other one private)."""
     base = root / "base"
     base.mkdir(parents=True)
@@ -84,13 +86,8 @@ def _generate(root: Path, docs: int, images: int) -> tuple[Path, list[ProbeResul
         k += 2
         kind = ("Deployment", "StatefulSet", "DaemonSet")[i % 4]
         parts[i % 4].append(WORKLOAD.format(kind=kind, i=i, ns=i % 3, a=a, b=b))
-    names = []
     for n, texts in enumerate(parts):
         (base / f"part-{n}.yaml").write_text("---\n".join(texts))
-        names.append(f"part-{n}.yaml")
-    (base / "kustomization.yaml").write_text(
-        "resources:\n" + "".join(f"- {name}\n" for name in names)
-    )
     results = [
         ProbeResult(
             ImageRef.parse(_image(n)),
@@ -205,6 +202,19 @@ def test_scan_without_nodes_finds_what_load_and_find_find(tmp_path: Path) -> Non
         for doc in loaded.documents:
             kept = keep == "all" or (keep == "needed" and id(doc) in resources)
             assert (doc.node is not None) is kept, (keep, doc)
+
+
+@pytest.mark.kustomize
+def test_scan_of_a_kustomization_walks_every_object_kustomize_built(tmp_path: Path) -> None:
+    base, _ = _generate(tmp_path, 12, 8)
+    (base / "kustomization.yaml").write_text(
+        "resources:\n" + "".join(f"- part-{n}.yaml\n" for n in range(4))
+    )
+    expected = find_images(load_manifests(base))
+    loaded, inventory = scan_manifests(base, keep="none")
+    assert loaded.mode == "kustomize" and len(loaded.documents) == 12
+    assert inventory.uses == expected.uses and len(inventory.uses) == 18
+    assert all(doc.node is None for doc in loaded.documents)
 
 
 def test_scan_retrying_a_file_with_the_pure_parser_delivers_each_object_once(

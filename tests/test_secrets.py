@@ -101,6 +101,9 @@ def _prepare(case: str, work: Path) -> tuple[str, str | None]:
     src = FIXTURES / case
     spec = json.loads((src / "case.json").read_text())
     work.mkdir(parents=True, exist_ok=True)
+    if "tree" in spec:  # a kustomization inside a tree of them
+        shutil.copytree(src / spec["tree"], work / Path(spec["tree"]).name)
+        return str(work / spec["input"]), None
     if spec["input"] == "-":
         return "-", (src / spec["stdin"]).read_text()
     if (src / spec["input"]).is_dir():
