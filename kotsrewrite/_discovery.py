@@ -14,13 +14,14 @@ import gc
 import os
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal, TextIO
 
 import attrs
 from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from ._errors import InputError, InvalidReferenceError, shown_path
-from ._manifests import Limits, load_manifests, scalar_kind
+from ._manifests import Limits, _kustomization_file, load_manifests, scalar_kind
 from ._model import (
     Base,
     Document,
@@ -584,9 +585,15 @@ def scan_manifests(
     ``all`` (the same as loading then finding), ``needed`` (what a plan reads as data: objects
     holding a PodSpec or a managed field outside one, CRDs and ServiceAccounts) or ``none``
     (locations only; memory then grows with the image uses, not with the size of the
-    manifests). Raises what both raise (the loader names files in the walk's errors as it
-    names its own).
+    manifests). A kustomization is built by kustomize all at once and its images are traced
+    to the files that wrote them through the built trees: its objects are found after loading
+    and keep their nodes, whatever ``keep`` says. Raises what both raise (the loader names
+    files in the walk's errors as it names its own).
     """
+    text = str(source)
+    if text != "-" and os.path.isdir(text) and _kustomization_file(Path(text)) is not None:
+        base = load_manifests(source, limits=limits, stdin=stdin)
+        return base, find_images(base, image_fields=image_fields)
     finder = _Finder(image_fields, _base_dir(source))
 
     def visit(doc: Document) -> Document:
