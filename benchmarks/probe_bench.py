@@ -17,7 +17,7 @@ with ``tests.lab.Registry.push_many``. A latency relay (``benchmarks._relay.Late
 one-way delay RTT/2, a new connection costs one extra RTT) sits in front of every registry and
 token server; all relays run in ONE CHILD PROCESS, so their CPU does not count against the
 prober (which runs in this process), nor do the token servers' or the registries'. The relay
-child runs on uvloop when installed; the registries run with ``GOMAXPROCS=1 GOGC=400`` (less
+child runs on asyncio's loop; the registries run with ``GOMAXPROCS=1 GOGC=400`` (less
 CPU competing with the prober on a small machine; skopeo keeps Go's defaults). Kernel
 ``netem`` in a namespace of our own would cost no user-space CPU: ``benchmarks._netem``
 checks whether this kernel has it and the header line says why it is not used.
@@ -112,23 +112,8 @@ def _relay_child(delay_ms: float, pairs: list[str]) -> int:
     return 0
 
 
-def _default_loop() -> str:
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return "asyncio"
-    return "uvloop"
-
-
-def _run_loop(coro: Any, use_uvloop: bool = True) -> Any:
-    """``asyncio.run`` on uvloop when it is installed (less CPU per chunk), else asyncio's."""
-    if use_uvloop:
-        try:
-            import uvloop
-        except ImportError:
-            pass
-        else:
-            return uvloop.run(coro)
+def _run_loop(coro: Any) -> Any:
+    """``asyncio.run``: the prober runs on asyncio's own loop, as ``probe_sync`` does."""
     return asyncio.run(coro)
 
 
@@ -213,6 +198,24 @@ def _cpu_children() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
+def _without(hooks: list[str]) -> None:
+    """Run the prober on the fallbacks of ``hooks`` (kotsrewrite/_registry/_compat.py), to
+    measure what each hook pays: ``plain-hpack`` (h2's Huffman-coding HPACK encoder kept),
+    ``asyncio-backend`` (httpcore's own anyio network backend instead of the asyncio one,
+    which reads ``StreamReader._buffer``)."""
+    from kotsrewrite._registry import _pools
+
+    if "plain-hpack" in hooks:
+        _pools.use_plain_hpack = lambda conn: True  # type: ignore[assignment]
+    if "asyncio-backend" in hooks:
+        init = _pools.OriginPool.__init__
+
+        def anyio_pool(self: Any, protocols: Any, key: Any, **kwargs: Any) -> None:
+            init(self, protocols, key, **{**kwargs, "network_backend": None})
+
+        _pools.OriginPool.__init__ = anyio_pool  # type: ignore[method-assign]
+
+
 def run(args: argparse.Namespace) -> int:
     import attrs
     import trustme
@@ -235,9 +238,11 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"probe_bench: {images_n} images over {len(KINDS)} registries, RTT {rtt:g} ms,"
         f" per-registry limit {per_registry}, load average {os.getloadavg()[0]:.2f}"
-        f" on {os.cpu_count()} CPUs, prober loop {args.loop}",
+        f" on {os.cpu_count()} CPUs"
+        + (f", without {', '.join(args.without)}" if args.without else ""),
         flush=True,
     )
+    _without(args.without or [])
     print(
         "latency: Python relays in one child process"
         + (f" (kernel netem unavailable: {why_not_netem})" if why_not_netem else ""),
@@ -346,7 +351,7 @@ def run(args: argparse.Namespace) -> int:
         for _ in range(repeat):
             c0 = time.process_time()
             w0 = time.perf_counter()
-            results, requests = _run_loop(_probe_counted(parsed, options), args.loop == "uvloop")
+            results, requests = _run_loop(_probe_counted(parsed, options))
             walls.append(time.perf_counter() - w0)
             cpus.append(time.process_time() - c0)
             prober = {ref: r.verdict for ref, r in zip(refs, results, strict=True)}
@@ -361,7 +366,7 @@ def run(args: argparse.Namespace) -> int:
 
             prof = cProfile.Profile(time.process_time)
             prof.enable()
-            _run_loop(probe(parsed, options), args.loop == "uvloop")
+            _run_loop(probe(parsed, options))
             prof.disable()
             out = io.StringIO()
             st = pstats.Stats(prof)
@@ -377,7 +382,7 @@ def run(args: argparse.Namespace) -> int:
             Path(args.profile).write_text(out.getvalue())
             print(f"profile written to {args.profile}")
         if args.timeline:
-            _timeline(parsed, options, refs, kind_of, args.loop == "uvloop")
+            _timeline(parsed, options, refs, kind_of)
         if args.no_skopeo:
             print(
                 f"prober only: wall {', '.join(f'{w:.3f}' for w in walls)} s;"
@@ -511,9 +516,7 @@ async def _probe_counted(parsed: list[Any], options: Any) -> tuple[list[Any], in
     return results, prober.requests
 
 
-def _timeline(
-    parsed: list[Any], options: Any, refs: list[str], kind_of: dict[str, str], uv: bool
-) -> None:
+def _timeline(parsed: list[Any], options: Any, refs: list[str], kind_of: dict[str, str]) -> None:
     """One more prober run, printing per registry when its probes ended (ms after the start:
     first, median, last) and the duration of each kind of request (mean, p10, median, p90,
     max)."""
@@ -540,7 +543,7 @@ def _timeline(
 
     phases: dict[str, float] = {}
     w0 = time.perf_counter()
-    _run_loop(go(), uv)
+    _run_loop(go())
     phases["loop ended"] = (time.perf_counter() - w0) * 1000
     print("timeline phases: " + ", ".join(f"{k} {v:.1f} ms" for k, v in phases.items()))
     for kind, times in ends.items():
@@ -581,10 +584,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repeat", type=int, default=None, help="prober runs (default 3)")
     parser.add_argument(
-        "--loop",
-        choices=("asyncio", "uvloop"),
-        default=_default_loop(),
-        help="event loop of the prober runs (default: uvloop when installed, as probe_sync)",
+        "--without",
+        action="append",
+        choices=("plain-hpack", "asyncio-backend"),
+        help="run the prober on a _compat hook's fallback (repeatable)",
     )
     parser.add_argument("--quick", action="store_true", help="100 images, one prober run")
     parser.add_argument("--no-skopeo", action="store_true", help=argparse.SUPPRESS)

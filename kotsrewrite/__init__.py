@@ -36,6 +36,7 @@ from ._kustomize import Origin
 from ._manifests import Limits, load_manifests, node_to_data
 from ._model import (
     Base,
+    Cause,
     Document,
     Evidence,
     ImageField,
@@ -79,6 +80,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Action",
     "Base",
+    "Cause",
     "Document",
     "Evidence",
     "FieldSpec",

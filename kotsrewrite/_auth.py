@@ -304,8 +304,9 @@ def is_forbidden_address(host: str) -> str | None:
 def check_realm(realm: str, *, allow_http: bool) -> str:
     """Validate a Bearer realm and return it.
 
-    ``allow_http`` is true only when the registry itself was reached over opted-in plain HTTP
-    (``--insecure-registry``). Raises :class:`RealmRefusedError` with the reason.
+    ``allow_http`` is true only when the registry that challenged was reached over plain
+    HTTP, which the prober only does for registries the user opted into it (and hosts they
+    redirect to: https to http is refused). Raises :class:`RealmRefusedError` with the reason.
     """
     try:
         parts = urlsplit(realm)

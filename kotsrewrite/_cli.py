@@ -413,9 +413,21 @@ def _probe_options(args: argparse.Namespace) -> Any:
         for name in ("concurrency", "per_registry", "timeout")
         if getattr(args, name) is not None
     }
-    return ProbeOptions(
+    options = ProbeOptions(
         insecure_registries=frozenset(args.insecure_registry), ca_file=args.ca_file, **tuning
     )
+    if args.ca_file is not None:
+        # Checked here, so that the error names the flag (the library names the file).
+        from ._errors import InputError
+        from ._registry._pools import ssl_context
+
+        try:
+            ssl_context(options)
+        except InputError as exc:
+            raise InputError(
+                f"{args.ca_file}: {exc.message}", file="--ca-file", hint=exc.hint
+            ) from None
+    return options
 
 
 def _write_cause_hints(evidence: Sequence[Any], err: TextIO) -> None:

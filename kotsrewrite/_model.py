@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Base",
+    "Cause",
     "Document",
     "Evidence",
     "ImageField",
@@ -293,6 +294,78 @@ class Verdict(enum.StrEnum):
         return self in (Verdict.PUBLIC, Verdict.PRIVATE)
 
 
+class Cause(enum.StrEnum):
+    """Why a probe reached its verdict, for programs (tests, the CLI's hints); the free-text
+    :attr:`Evidence.reason` says the same for people. Each cause implies one verdict
+    (:attr:`verdict`)."""
+
+    ANONYMOUS_PULL = "anonymous_pull"
+    """The manifest answered 2xx with no credentials at all."""
+    ANONYMOUS_TOKEN_PULL = "anonymous_token_pull"
+    """The manifest answered 2xx with an anonymous Bearer token."""
+    MANIFEST_DENIED = "manifest_denied"
+    """401/403 (or ``DENIED``/``UNAUTHORIZED`` in a 400/404 body) after anonymous auth."""
+    CREDENTIALS_REQUIRED = "credentials_required"
+    """A 401 with a challenge other than Bearer (Basic...): no anonymous path."""
+    NO_CHALLENGE = "no_challenge"
+    """A 401 with no ``WWW-Authenticate``."""
+    MALFORMED_CHALLENGE = "malformed_challenge"
+    """A 401 whose challenge cannot be parsed, or a Bearer challenge without a realm."""
+    TOKEN_REFUSED = "token_refused"
+    """The token endpoint answered 401/403 to an anonymous token request."""
+    MANIFEST_NOT_FOUND = "manifest_not_found"
+    """404 on the manifest."""
+    RATE_LIMITED = "rate_limited"
+    """429 after bounded retries."""
+    RETRY_AFTER_TOO_LONG = "retry_after_too_long"
+    """429 with a ``Retry-After`` longer than allowed (or than the time left)."""
+    TRANSPORT_ERROR = "transport_error"
+    """DNS, connect or read failures after bounded retries."""
+    TLS_ERROR = "tls_error"
+    """The TLS handshake failed (certificate, protocol)."""
+    PLAIN_HTTP_TO_TLS = "plain_http_to_tls"
+    """The server answered plain HTTP to a TLS handshake (a registry serving http only)."""
+    TIMEOUT = "timeout"
+    """The probe's time budget ran out."""
+    REGISTRY_DOWN = "registry_down"
+    """An earlier probe of this registry, its first, failed at the transport level."""
+    SERVER_ERROR = "server_error"
+    """5xx after bounded retries."""
+    UNEXPECTED_STATUS = "unexpected_status"
+    """A status that proves nothing (400, a token endpoint's 404...)."""
+    NOT_A_REGISTRY = "not_a_registry"
+    """A 2xx ``text/html`` page (a captive portal), not a manifest."""
+    ADDRESS_REFUSED = "address_refused"
+    """The registry's address is link-local or a cloud metadata address."""
+    REALM_REFUSED = "realm_refused"
+    """A token realm we refuse (plain http for an https registry, metadata address...)."""
+    REDIRECT_REFUSED = "redirect_refused"
+    """A redirect we refuse: loops, downgrades to http, no ``Location``, bad targets."""
+    BAD_TOKEN_RESPONSE = "bad_token_response"
+    """The token endpoint answered 2xx without a usable token."""
+    INTERNAL_ERROR = "internal_error"
+    """An unexpected error inside the prober (a bug): the registry proved nothing."""
+
+    @property
+    def verdict(self) -> Verdict:
+        """The verdict this cause implies."""
+        return _CAUSE_VERDICT.get(self, Verdict.UNREACHABLE)
+
+
+_CAUSE_VERDICT = {
+    Cause.ANONYMOUS_PULL: Verdict.PUBLIC,
+    Cause.ANONYMOUS_TOKEN_PULL: Verdict.PUBLIC,
+    Cause.MANIFEST_DENIED: Verdict.PRIVATE,
+    Cause.CREDENTIALS_REQUIRED: Verdict.PRIVATE,
+    Cause.NO_CHALLENGE: Verdict.PRIVATE,
+    Cause.MALFORMED_CHALLENGE: Verdict.PRIVATE,
+    Cause.TOKEN_REFUSED: Verdict.PRIVATE,
+    Cause.MANIFEST_NOT_FOUND: Verdict.NOT_FOUND,
+    Cause.RATE_LIMITED: Verdict.RATE_LIMITED,
+    Cause.RETRY_AFTER_TOO_LONG: Verdict.RATE_LIMITED,
+}
+
+
 class OnUnknown(enum.StrEnum):
     """Policy for verdicts other than public/private (and for images with no verdict)."""
 
@@ -368,6 +441,9 @@ class Evidence:
     """``probe``, ``known-images`` (a KOTS Installation or our report), ``skipped``."""
     probed_at: str | None = None
     """ISO 8601 UTC time of the probe (kept in reports used as a cache)."""
+    cause: Cause | None = None
+    """Why, as a :class:`Cause` (``None`` for evidence not from a probe). Not in the JSON
+    report (its fields are unchanged): :attr:`reason` says it for people."""
 
     def causes(self) -> tuple[tuple[ProbeCause, str], ...]:
         """``(cause, host[:port])`` of each step whose failure has a known cause, once each."""

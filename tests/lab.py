@@ -26,6 +26,8 @@ Pieces:
 * :class:`RecordingProxy`: a tiny HTTP reverse proxy that records every request (headers
   included) before forwarding it; put it in front of a registry to count requests or to prove
   that no ``Authorization`` header arrives.
+* :class:`ConnectProxy`: a forward proxy on loopback that tunnels ``CONNECT host:port`` (what
+  ``HTTPS_PROXY`` clients send) and records each tunnel's target.
 * :class:`ScriptedServer`: a raw TCP server on loopback whose answer to each request is a
   function of the request: for fault tests (resets, stalls, odd statuses).
 
@@ -82,6 +84,7 @@ __all__ = [
     "PUSH_PASSWORD",
     "PUSH_USER",
     "SERVICE",
+    "ConnectProxy",
     "FaultProxy",
     "RecordedRequest",
     "RecordingProxy",
@@ -992,6 +995,93 @@ def fault_proxy(target: str, **kwargs: Any) -> Iterator[FaultProxy]:
         yield proxy
     finally:
         proxy.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# A forward proxy (HTTP CONNECT)
+
+
+class ConnectProxy:
+    """A forward proxy on 127.0.0.1 that answers ``CONNECT host:port`` with ``200`` and then
+    relays bytes both ways (what clients behind ``HTTPS_PROXY`` use). Other methods get 405.
+    :attr:`tunnels` records each tunnel's ``host:port``; :attr:`url` is the proxy URL."""
+
+    def __init__(self) -> None:
+        self.tunnels: list[str] = []
+        self._sock = socket.socket()
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(64)
+        self.port = int(self._sock.getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._conns: list[socket.socket] = []
+        self._stopped = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            self._conns.append(conn)
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        upstream: socket.socket | None = None
+        try:
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                buf += chunk
+            head, rest = buf.split(b"\r\n\r\n", 1)
+            method, target = ([*head.split(b"\r\n", 1)[0].decode("latin-1").split(" "), ""])[:2]
+            if method != "CONNECT":
+                conn.sendall(http_response(405))
+                return
+            host, _, port = target.rpartition(":")
+            upstream = socket.create_connection((host.strip("[]"), int(port)), timeout=10)
+            self._conns.append(upstream)
+            self.tunnels.append(target)
+            conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            if rest:
+                upstream.sendall(rest)
+            pump = threading.Thread(target=_pump, args=(upstream, conn), daemon=True)
+            pump.start()
+            _pump(conn, upstream)
+            pump.join(timeout=10)
+        except OSError:
+            pass
+        finally:
+            for s in (conn, upstream):
+                if s is not None:
+                    with contextlib.suppress(OSError):
+                        s.close()
+
+    def stop(self) -> None:
+        """Stop accepting and close every connection."""
+        self._stopped.set()
+        with contextlib.suppress(OSError):
+            self._sock.close()
+        for c in self._conns:
+            with contextlib.suppress(OSError):
+                c.close()
+
+
+def _pump(src: socket.socket, dst: socket.socket) -> None:
+    """Copy ``src`` to ``dst`` until ``src`` ends, then end ``dst``'s writing side."""
+    try:
+        while True:
+            data = src.recv(65536)
+            if not data:
+                break
+            dst.sendall(data)
+    except OSError:
+        pass
+    with contextlib.suppress(OSError):
+        dst.shutdown(socket.SHUT_WR)
 
 
 # --------------------------------------------------------------------------------------------

@@ -36,9 +36,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kotsrewrite import ImageRef, ProbeOptions, ProbeResult, Verdict, probe
-from kotsrewrite import _probe as probe_module
 from kotsrewrite._auth import ChallengeParseError, parse_www_authenticate
 from kotsrewrite._probe import Prober, build_client
+from kotsrewrite._registry import _tokens as probe_module
 from tests import lab
 from tests.lab import ScriptedRequest, http_response
 

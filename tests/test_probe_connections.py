@@ -23,7 +23,8 @@ import pytest
 
 from benchmarks._relay import start_relay_thread
 from kotsrewrite import ImageRef, ProbeOptions, Verdict, probe
-from kotsrewrite._probe import _PlainEncoder, _Slots
+from kotsrewrite._registry._compat import PlainHpackEncoder as _PlainEncoder
+from kotsrewrite._registry._schedule import PrioritySlots as _Slots
 from tests import lab
 
 MANIFEST_HEAD = (

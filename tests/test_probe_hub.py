@@ -160,18 +160,5 @@ def test_redirect_to_a_host_that_challenges_gets_its_own_token() -> None:
     assert asyncio.run(go()) == [5, 3]
 
 
-def test_apply_on_unknown_and_empty_input() -> None:
-    import pytest
-
-    from kotsrewrite import Evidence, OnUnknown, PolicyError, ProbeResult
-    from kotsrewrite._probe import apply_on_unknown
-
-    ref = ImageRef.parse("quay.io/a/b:1")
-    unknown = ProbeResult(ref, Verdict.NOT_FOUND, Evidence(reason="manifest HEAD 404"))
-    private = ProbeResult(ref, Verdict.PRIVATE, Evidence(reason="x"))
-    assert apply_on_unknown(unknown, OnUnknown.PRIVATE) is Verdict.PRIVATE
-    assert apply_on_unknown(unknown, OnUnknown.PUBLIC) is Verdict.PUBLIC
-    assert apply_on_unknown(private, OnUnknown.PUBLIC) is Verdict.PRIVATE
-    with pytest.raises(PolicyError, match="not_found"):
-        apply_on_unknown(unknown, OnUnknown.FAIL)
+def test_empty_input() -> None:
     assert asyncio.run(probe([])) == []
