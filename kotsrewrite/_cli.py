@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import io
 import json
 import os
 import select
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TextIO, cast
 
 from ._errors import KotsRewriteError
@@ -168,25 +169,74 @@ def _load_limits(args: argparse.Namespace) -> Any:
     return limits
 
 
-def _images_json(inventory: Any) -> dict[str, Any]:
+def _json_scalar(value: Any) -> str:
+    """``value`` as ``json.dumps`` writes it, fast for the types a location holds."""
+    if value is None:
+        return "null"
+    kind = type(value)
+    if kind is str:
+        return _encode_str(value)
+    if kind is int:
+        return int.__repr__(value)
+    return json.dumps(value)
+
+
+def _json_item(item: Any, pad: str) -> str:
+    """``json.dumps(item, indent=2)`` with every line after the first indented by ``pad``; a
+    mapping of scalars (a location) is written without json's slow indenting encoder."""
+    if type(item) is dict and item and all(type(v) in _FLAT for v in item.values()):
+        inner = ",\n".join(f"{pad}  {_encode_str(k)}: {_json_scalar(v)}" for k, v in item.items())
+        return f"{{\n{inner}\n{pad}}}"
+    return json.dumps(item, indent=2).replace("\n", "\n" + pad)
+
+
+def _json_list(items: Iterable[Any], pad: str) -> Iterator[str]:
+    """The text of a list at indent ``pad`` (after its key), item by item."""
+    empty = True
+    for item in items:
+        yield f"{'[' if empty else ','}\n{pad}  {_json_item(item, pad + '  ')}"
+        empty = False
+    yield "[]" if empty else f"\n{pad}]"
+
+
+def _images_json(inventory: Any) -> Iterator[str]:
+    """The ``--format json`` document in pieces: the text ``json.dumps(..., indent=2)`` gives
+    for ``{"images": [...], "unmanaged": [...], "warnings": [...]}``, one location at a time,
+    so that neither the whole document nor its text is ever held."""
     groups: dict[str, list[Any]] = {}
     for use in inventory.uses:
         groups.setdefault(use.ref.original, []).append(use)
-    images = []
-    for image in sorted(groups):
+    yield '{\n  "images": '
+    if not groups:
+        yield "[]"
+    for n, image in enumerate(sorted(groups)):
         uses = groups[image]
-        images.append(
-            {
-                "image": image,
-                "normalized": uses[0].ref.normalized,
-                "locations": [{**u.location.to_json(), "slot": str(u.slot)} for u in uses],
-            }
+        yield (
+            f'{"," if n else "["}\n    {{\n      "image": {_encode_str(image)},'
+            f'\n      "normalized": {_encode_str(uses[0].ref.normalized)},'
+            '\n      "locations": '
         )
-    unmanaged = [
-        {"image": u.ref.original, **u.location.to_json()}
-        for u in sorted(inventory.unmanaged, key=lambda u: u.ref.original)
-    ]
-    return {"images": images, "unmanaged": unmanaged, "warnings": list(inventory.warnings)}
+        yield from _json_list(
+            ({**u.location.to_json(), "slot": str(u.slot)} for u in uses), "      "
+        )
+        yield "\n    }"
+    if groups:
+        yield "\n  ]"
+    yield ',\n  "unmanaged": '
+    yield from _json_list(
+        (
+            {"image": u.ref.original, **u.location.to_json()}
+            for u in sorted(inventory.unmanaged, key=lambda u: u.ref.original)
+        ),
+        "  ",
+    )
+    yield ',\n  "warnings": '
+    yield from _json_list(inventory.warnings, "  ")
+    yield "\n}\n"
+
+
+_encode_str: Callable[[str], str] = json.encoder.encode_basestring_ascii
+_FLAT = frozenset((str, int, type(None)))
 
 
 _TABLE_WIDTH = 100
@@ -270,19 +320,28 @@ def _images_table(inventory: Any) -> str:
 
 
 def _run_images(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from ._discovery import find_images, parse_image_field
-    from ._manifests import load_manifests
+    from ._discovery import parse_image_field, scan_manifests
 
     fields = [parse_image_field(text) for text in args.image_field]
     _stdin_not_a_terminal(args.path, "helm template REL CHART | kotsrewrite images -")
-    base = load_manifests(args.path, limits=_load_limits(args))
-    inventory = find_images(base, image_fields=fields)
+    # Only the locations are needed: no node tree outlives its document.
+    _, inventory = scan_manifests(
+        args.path, limits=_load_limits(args), image_fields=fields, keep="none"
+    )
     for warning in inventory.warnings:
         err.write(f"kotsrewrite: warning: {warning}\n")
-    if args.format == "json":
-        out.write(json.dumps(_images_json(inventory), indent=2) + "\n")
-    else:
-        out.write(_images_table(inventory))
+    # The inventory lives to the end and holds no garbage: keep the collector from rescanning
+    # it, again and again, as the output's many small containers come and go (json's indenting
+    # encoder leaves a reference cycle per call, so the collector must keep running).
+    gc.freeze()
+    try:
+        if args.format == "json":
+            for piece in _images_json(inventory):
+                out.write(piece)
+        else:
+            out.write(_images_table(inventory))
+    finally:
+        gc.unfreeze()
     return 0
 
 
@@ -800,7 +859,11 @@ def _run_post_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         limits=_load_limits(args),
         stdin=sys.stdin,
     )
-    text = helm_post_render(result.base, result.plan)
+    gc.freeze()  # as in rewrite: the base's node trees need no rescanning
+    try:
+        text = helm_post_render(result.base, result.plan)
+    finally:
+        gc.unfreeze()
     for warning in result.warnings:
         err.write(f"kotsrewrite: warning: {warning}\n")
     _write_cause_hints([d.evidence for d in result.plan.decisions if d.unknown], err)

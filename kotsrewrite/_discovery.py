@@ -11,14 +11,17 @@ volumes of PodSpecs (they need a ``configurations`` file), and every other strin
 from __future__ import annotations
 
 import gc
+import os
 import re
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal, TextIO
 
+import attrs
 from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from ._errors import InputError, InvalidReferenceError, shown_path
-from ._manifests import scalar_kind
+from ._manifests import Limits, _kustomization_file, load_manifests, scalar_kind
 from ._model import (
     Base,
     Document,
@@ -32,7 +35,7 @@ from ._model import (
 )
 from ._reference import ImageRef
 
-__all__ = ["KNOWN_POD_SPECS", "find_images", "parse_image_field"]
+__all__ = ["KNOWN_POD_SPECS", "find_images", "parse_image_field", "scan_manifests"]
 
 #: Where the PodSpec sits in the workload kinds KOTS knows, plus ``PodTemplate``.
 KNOWN_POD_SPECS: dict[str, tuple[str, ...]] = {
@@ -462,60 +465,151 @@ def find_images(base: Base, *, image_fields: Sequence[ImageField] = ()) -> Inven
     return inventory
 
 
-def _find(base: Base, image_fields: Sequence[ImageField]) -> Inventory:
-    uses: list[ImageUse] = []
-    unmanaged: list[ImageUse] = []
-    resources: list[Resource] = []
-    warnings: list[str] = []
-    namespaces: set[str] = set()
-    refs: dict[str, ImageRef] = {}
-    crds: list[Document] = []
-    accounts: list[Document] = []
-    field_objects: list[Document] = []
-    matched: set[ImageField] = set()
-    if not base.documents:
-        what = "stdin" if base.mode == "stdin" else base.source
-        warnings.append(
-            f"no Kubernetes objects in {what} (empty, or only comments and empty documents);"
-            " nothing to rewrite"
-        )
-    for doc in base.documents:
+class _Finder:
+    """Discovery over a stream of objects: :meth:`add` one at a time, then :meth:`inventory`."""
+
+    def __init__(self, image_fields: Sequence[ImageField], base_dir: str | None) -> None:
+        self.image_fields = image_fields
+        self.base_dir = base_dir
+        self.uses: list[ImageUse] = []
+        self.unmanaged: list[ImageUse] = []
+        self.resources: list[Resource] = []
+        self.warnings: list[str] = []
+        self.namespaces: set[str] = set()
+        self.refs: dict[str, ImageRef] = {}
+        self.crds: list[Document] = []
+        self.accounts: list[Document] = []
+        self.field_objects: list[Document] = []
+        self.matched: set[ImageField] = set()
+
+    def add(self, doc: Document) -> bool:
+        """Walk one object; true when the plan may need it as data later (it holds a PodSpec,
+        a managed field outside one, or is a CRD or a ServiceAccount)."""
         if doc.namespace:
-            namespaces.add(doc.namespace)
+            self.namespaces.add(doc.namespace)
         if doc.kind == "Namespace" and doc.name:
-            namespaces.add(doc.name)
+            self.namespaces.add(doc.name)
+        needed = False
         if doc.kind == "ServiceAccount" and doc.group == "":
-            accounts.append(doc)
+            self.accounts.append(doc)
+            needed = True
         if doc.kind == _CRD:
-            crds.append(doc)
-            continue
-        walk = _Walk(doc, len(resources), image_fields, refs, base.base_dir, matched)
+            self.crds.append(doc)
+            return True
+        walk = _Walk(
+            doc, len(self.resources), self.image_fields, self.refs, self.base_dir, self.matched
+        )
         walk.run()
         order = sorted(walk.uses, key=lambda u: (u.location.line, u.location.field))
-        uses.extend(order)
-        unmanaged.extend(
+        self.uses.extend(order)
+        self.unmanaged.extend(
             sorted(walk.unmanaged.values(), key=lambda u: (u.location.line, u.location.field))
         )
-        warnings.extend(walk.warnings)
+        self.warnings.extend(walk.warnings)
         if any(u.slot is Slot.FIELD and u.pod_spec is None for u in walk.uses):
-            field_objects.append(doc)
+            self.field_objects.append(doc)
+            needed = True
         if walk.sites:
-            resources.append(Resource(document=doc, pod_specs=tuple(walk.sites)))
-    for field in dict.fromkeys(image_fields):
-        if field not in matched:
-            kinds = "object" if field.kind == "*" else field.kind
-            warnings.append(
-                f"image field {field.kind}:{field.path} matches nothing: no {kinds} in the base"
-                f" has a string at {field.path.replace('/', '.')}; check the kind and the path"
+            self.resources.append(Resource(document=doc, pod_specs=tuple(walk.sites)))
+            needed = True
+        return needed
+
+    def replace_last(self, doc: Document, lean: Document) -> None:
+        """Put ``lean`` where :meth:`add` just recorded ``doc``."""
+        for found in (self.crds, self.accounts, self.field_objects):
+            if found and found[-1] is doc:
+                found[-1] = lean
+        if self.resources and self.resources[-1].document is doc:
+            self.resources[-1] = attrs.evolve(self.resources[-1], document=lean)
+
+    def inventory(self, base: Base) -> Inventory:
+        """What was found in ``base`` (whose objects were all given to :meth:`add`)."""
+        warnings = list(self.warnings)
+        if not base.documents:
+            what = "stdin" if base.mode == "stdin" else base.source
+            warnings.insert(
+                0,
+                f"no Kubernetes objects in {what} (empty, or only comments and empty documents);"
+                " nothing to rewrite",
             )
-    return Inventory(
-        uses=tuple(uses),
-        unmanaged=tuple(unmanaged),
-        resources=tuple(resources),
-        namespaces=tuple(sorted(namespaces)),
-        warnings=tuple(warnings),
-        crds=tuple(crds),
-        service_accounts=tuple(accounts),
-        field_objects=tuple(field_objects),
-        base_dir=base.base_dir,
-    )
+        for field in dict.fromkeys(self.image_fields):
+            if field not in self.matched:
+                kinds = "object" if field.kind == "*" else field.kind
+                warnings.append(
+                    f"image field {field.kind}:{field.path} matches nothing: no {kinds} in the"
+                    f" base has a string at {field.path.replace('/', '.')}; check the kind and"
+                    " the path"
+                )
+        return Inventory(
+            uses=tuple(self.uses),
+            unmanaged=tuple(self.unmanaged),
+            resources=tuple(self.resources),
+            namespaces=tuple(sorted(self.namespaces)),
+            warnings=tuple(warnings),
+            crds=tuple(self.crds),
+            service_accounts=tuple(self.accounts),
+            field_objects=tuple(self.field_objects),
+            base_dir=base.base_dir,
+        )
+
+
+def _find(base: Base, image_fields: Sequence[ImageField]) -> Inventory:
+    finder = _Finder(image_fields, base.base_dir)
+    for doc in base.documents:
+        finder.add(doc)
+    return finder.inventory(base)
+
+
+def _base_dir(source: str | os.PathLike[str]) -> str | None:
+    """:attr:`~kotsrewrite.Base.base_dir` of the base that loading ``source`` gives."""
+    text = str(source)
+    if text == "-":
+        return None
+    if os.path.isdir(text):
+        return text
+    return os.path.dirname(text) or None
+
+
+def scan_manifests(
+    source: str | os.PathLike[str],
+    *,
+    limits: Limits | None = None,
+    stdin: TextIO | None = None,
+    image_fields: Sequence[ImageField] = (),
+    keep: Literal["all", "needed", "none"] = "all",
+) -> tuple[Base, Inventory]:
+    """:func:`~kotsrewrite.load_manifests` and :func:`find_images` in one pass, each object
+    walked as soon as it is read, so that composed node trees need not outlive their document.
+
+    ``keep`` says which objects keep their :attr:`~kotsrewrite.Document.node` in the result:
+    ``all`` (the same as loading then finding), ``needed`` (what a plan reads as data: objects
+    holding a PodSpec or a managed field outside one, CRDs and ServiceAccounts) or ``none``
+    (locations only; memory then grows with the image uses, not with the size of the
+    manifests). A kustomization is built by kustomize all at once and its images are traced
+    to the files that wrote them through the built trees: its objects are found after loading
+    and keep their nodes, whatever ``keep`` says. Raises what both raise (the loader names
+    files in the walk's errors as it names its own).
+    """
+    text = str(source)
+    if text != "-" and os.path.isdir(text) and _kustomization_file(Path(text)) is not None:
+        base = load_manifests(source, limits=limits, stdin=stdin)
+        return base, find_images(base, image_fields=image_fields)
+    finder = _Finder(image_fields, _base_dir(source))
+
+    def visit(doc: Document) -> Document:
+        needed = finder.add(doc)
+        if keep == "all" or (keep == "needed" and needed):
+            return doc
+        lean = attrs.evolve(doc, node=None)
+        if needed:
+            finder.replace_last(doc, lean)
+        return lean
+
+    enabled = gc.isenabled()
+    gc.disable()  # creates no cycles; see load_manifests
+    try:
+        base = load_manifests(source, limits=limits, stdin=stdin, visit=visit)
+        return base, finder.inventory(base)
+    finally:
+        if enabled:
+            gc.enable()

@@ -41,8 +41,16 @@ def _load_documents(path: str | os.PathLike[str], flag: str, typ: str = "safe") 
     if len(data) > _MAX_BYTES:
         raise InputError("file too large for a KOTS file", file=name, hint=f"check the {flag} path")
     try:
+        text = data.decode("utf-8")
+        if typ == "safe":
+            try:
+                # libyaml first: a KOTS Installation can list thousands of known images.
+                loaded = YAML(typ="safe", pure=False).load_all(text)
+                return [doc for doc in loaded if doc is not None]
+            except YAMLError:
+                pass  # libyaml rejects some YAML the pure parser reads (and reports better)
         yaml = YAML(typ=typ, pure=True)
-        return [doc for doc in yaml.load_all(data.decode("utf-8")) if doc is not None]
+        return [doc for doc in yaml.load_all(text) if doc is not None]
     except MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark is not None else None
         raise InputError(

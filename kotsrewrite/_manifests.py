@@ -21,7 +21,7 @@ import re
 import stat
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
@@ -681,10 +681,24 @@ def _template_hint(exc: InputError, text: str) -> InputError:
     return exc
 
 
+class _VisitorError(Exception):
+    """What a visitor raised, carried past the loader's own handling of errors."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+#: Called with each object as soon as it is read; returns the object to keep in its place
+#: (itself, or a copy without its node tree).
+Visitor = Callable[[Document], Document]
+
+
 class _Loader:
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, visit: Visitor | None = None) -> None:
         self.limits = limits
         self.checker = _Checker(limits)
+        self.visit = visit
         self.documents: list[Document] = []
         self.files: list[str] = []
         self.count = 0
@@ -693,6 +707,8 @@ class _Loader:
     def add_text(self, file: str, text: str) -> None:
         try:
             self._add_text(file, text)
+        except _VisitorError as exc:
+            raise exc.error from None  # not about this file's YAML: as the visitor said it
         except InputError as exc:
             raise _template_error(exc, file, text) or _template_hint(exc, text) from None
 
@@ -713,13 +729,16 @@ class _Loader:
             except (ScannerError, ParserError) as exc:
                 # libyaml rejects some YAML that go-yaml (kubectl) reads; retry this one file
                 # with the pure-Python parser, and report the C parser's error if that fails too.
-                del self.documents[documents:]
+                # The objects before the error were already delivered (and visited): the retry
+                # delivers only the ones after them.
                 self.count, self.checker.alias_nodes = count, aliases
                 try:
                     with warnings.catch_warnings():
                         # e.g. a duplicate anchor: an error to libyaml, a warning here
                         warnings.simplefilter("error")
-                        self._compose(file, text, _new_pure_yaml())
+                        self._compose(
+                            file, text, _new_pure_yaml(), skip=len(self.documents) - documents
+                        )
                 except (YAMLError, RecursionError, Warning):
                     raise exc from None
         except ReaderError as exc:
@@ -753,7 +772,9 @@ class _Loader:
                 hint="Kubernetes objects are never nested this deep; check the file",
             ) from None
 
-    def _compose(self, file: str, text: str, yaml: YAML) -> None:
+    def _compose(self, file: str, text: str, yaml: YAML, skip: int = 0) -> None:
+        """Compose, check and deliver the objects of ``text``, but the first ``skip``."""
+        visit, documents = self.visit, self.documents
         for index, node in enumerate(yaml.compose_all(text)):
             self.count += 1
             if self.count > self.limits.max_documents:
@@ -767,7 +788,16 @@ class _Loader:
                 continue
             if type(node) is not ScalarNode:
                 self.checker.check(file, node)
-            self.documents.extend(_objects(file, index, node))
+            for doc in _objects(file, index, node):
+                if skip:
+                    skip -= 1
+                elif visit is None:
+                    documents.append(doc)
+                else:
+                    try:
+                        documents.append(visit(doc))
+                    except Exception as exc:
+                        raise _VisitorError(exc) from None
 
 
 def _display(path: Path, root: Path) -> str:
@@ -802,7 +832,11 @@ def _kustomization_file(directory: Path) -> Path | None:
 
 
 def load_manifests(
-    source: str | os.PathLike[str], *, limits: Limits | None = None, stdin: TextIO | None = None
+    source: str | os.PathLike[str],
+    *,
+    limits: Limits | None = None,
+    stdin: TextIO | None = None,
+    visit: Visitor | None = None,
 ) -> Base:
     """Read manifests from a directory, a kustomize base, a file, or ``-`` (stdin).
 
@@ -817,6 +851,12 @@ def load_manifests(
     binary or oversized files, a kustomization kustomize cannot build (or no kustomize
     installed), YAML errors, duplicate keys, documents that are not objects,
     alias bombs, excessive nesting and too many documents.
+
+    ``visit``, when given, is called with each object as soon as it is read and checked (in
+    the order of :attr:`Base.documents`), while the next ones are still unread, and returns
+    what to keep in its place: when that is a copy without the node tree
+    (``attrs.evolve(doc, node=None)``), the tree is freed at once and loading holds one
+    document's tree at a time. Exceptions it raises propagate (nothing later is read).
     """
     # The composed trees are millions of small container objects kept alive until the end:
     # the cyclic garbage collector would rescan them over and over (3x the parse time) and
@@ -824,14 +864,16 @@ def load_manifests(
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _load(source, limits if limits is not None else Limits(), stdin)
+        return _load(source, limits if limits is not None else Limits(), stdin, visit)
     finally:
         if enabled:
             gc.enable()
 
 
-def _load(source: str | os.PathLike[str], limits: Limits, stdin: TextIO | None) -> Base:
-    loader = _Loader(limits)
+def _load(
+    source: str | os.PathLike[str], limits: Limits, stdin: TextIO | None, visit: Visitor | None
+) -> Base:
+    loader = _Loader(limits, visit)
     text_kept: str | None = None
     root: Path | None
     mode: Literal["kustomize", "directory", "file", "stdin"]
@@ -877,9 +919,15 @@ def _load(source: str | os.PathLike[str], limits: Limits, stdin: TextIO | None) 
                 from ._kustomize import build
 
                 try:
-                    return build(path, limits=limits, source=str(source))
+                    built = build(path, limits=limits, source=str(source))
                 except InputError as exc:
                     raise exc.within(str(source)) from None
+                if visit is None:
+                    return built
+                try:  # kustomize built them all at once: visit them now, in order
+                    return attrs.evolve(built, documents=tuple(map(visit, built.documents)))
+                except InputError as exc:
+                    raise exc.within(built.base_dir) from None
             mode = "directory"
             if (path / "Chart.yaml").is_file():
                 raise InputError(

@@ -64,7 +64,8 @@ class Document:
     namespace: str | None
     """``metadata.namespace``; ``None`` when absent."""
     node: Any = attrs.field(repr=False)
-    """The composed ruamel.yaml ``MappingNode`` of the object (carries line marks)."""
+    """The composed ruamel.yaml ``MappingNode`` of the object (carries line marks); ``None``
+    when loading was told not to keep it (see ``load_manifests``' ``visit``)."""
     item: int | None = None
     """Index within the ``items`` of a List, or ``None``."""
     origin: Origin | None = attrs.field(default=None, repr=False)

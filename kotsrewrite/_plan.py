@@ -19,7 +19,7 @@ import functools
 import json
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import attrs
@@ -247,6 +247,17 @@ def _split_image(image: str) -> tuple[str, str, str]:
     return image[: colon + offset], image[colon + offset + 1 :], ""
 
 
+def _renamed(image: str, new_name: str) -> str:
+    """``image`` renamed by a matching entry: ``new_name`` with the image's tag and digest."""
+    _, tag, digest = _split_image(image)
+    out = new_name
+    if tag:
+        out += f":{tag}"
+    if digest:
+        out += f"@{digest}"
+    return out
+
+
 def _quote_meta(text: str) -> str:
     """Go's ``regexp.QuoteMeta`` for the characters an image name can hold."""
     return re.sub(r"([\\.+*?()|\[\]{}^$])", r"\\\1", text)
@@ -269,13 +280,7 @@ class Rename:
         """``image`` after this entry (unchanged when it does not match)."""
         if not self.matches(image):
             return image
-        _, tag, digest = _split_image(image)
-        out = self.new_name
-        if tag:
-            out += f":{tag}"
-        if digest:
-            out += f"@{digest}"
-        return out
+        return _renamed(image, self.new_name)
 
     def to_json(self) -> dict[str, str]:
         """The kustomization ``images`` entry."""
@@ -561,7 +566,9 @@ def _renames_for(
             escalate.extend(d.image.original for d in group if d.action is not Action.PROXY)
             uniform = True
         if uniform:
-            spellings = sorted({s for d in group for s in d.image.hub_spellings})
+            # Only the spellings the base uses (kustomize matches names as written, and each
+            # entry costs it a pass over every object).
+            spellings = sorted({d.image.name for d in group})
             intended = frozenset(d.image.original for d in group)
             new_name = proxied[0].new_name
             assert new_name is not None
@@ -569,10 +576,9 @@ def _renames_for(
         else:
             for d in proxied:
                 assert d.new_name is not None
-                for s in d.image.hub_spellings:
-                    entries.append(
-                        (s + _suffix(d.image), d.new_name, frozenset({d.image.original}))
-                    )
+                entries.append(
+                    (d.image.name + _suffix(d.image), d.new_name, frozenset({d.image.original}))
+                )
     return entries, escalate
 
 
@@ -583,28 +589,98 @@ def _finish_renames(
     """Escape names that would match other images; return the renames and the references
     that still get renamed although kept (to be proxied)."""
     images = [ref.original for ref in decisions]
+    # Which images could reach each entry: the originals not yet renamed.
+    catches_other = [False] * len(entries)
+    entry_index = RenameIndex([name for name, _, _ in entries])
+    for image in images:
+        for pos in entry_index.matching(image):
+            if image not in entries[pos][2]:
+                catches_other[pos] = True
     renames: list[Rename] = []
-    for name, new_name, intended in entries:
-        # Which images could reach this entry: the originals not yet renamed.
-        pattern = _image_pattern(name)
-        if pattern is not None and any(
-            pattern.match(i) is not None for i in images if i not in intended
-        ):
-            name = _quote_meta(name)
-        renames.append(Rename(name=name, new_name=new_name))
+    for (name, new_name, _), escape in zip(entries, catches_other, strict=True):
+        renames.append(Rename(name=_quote_meta(name) if escape else name, new_name=new_name))
     renames = sorted(set(renames), key=lambda r: (r.name.replace("\\", ""), r.name))
     wrong: list[str] = []
-    compiled = [(r, _image_pattern(r.name)) for r in renames]
+    index = RenameIndex([r.name for r in renames])
     for ref, d in decisions.items():
-        out = ref.original
-        for r, rename_pattern in compiled:
-            if rename_pattern is not None and rename_pattern.match(out) is not None:
-                out = r.apply(out)
+        out = index.rename(ref.original, renames)
         if out != d.new_image:
             if d.action is Action.PROXY:  # pragma: no cover - a planner bug, never input
                 raise AssertionError(f"{ref.original} renamed to {out}, not {d.new_image}")
             wrong.append(ref.original)
     return tuple(renames), wrong
+
+
+class RenameIndex:
+    """kustomize ``images`` names indexed so that finding the ones matching an image looks at
+    a few candidates, not at every name.
+
+    A name kustomize reads as a regular expression made of literal characters, escaped
+    specials and ``.`` wildcards (every name the planner writes) matches only images whose
+    first ``len`` characters it matches, followed by what its ``(:tag)?(@digest)?$`` takes.
+    So names are grouped by length and wildcard positions, and keyed by their other
+    characters; any other name is checked with its real pattern against every image.
+    """
+
+    #: Candidates looked at, over every instance (a measure of work for tests).
+    checks = 0
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self._names: list[str] = []
+        self._always: list[int] = []
+        # length -> wildcard positions -> name with wildcards as NUL -> positions
+        self._shapes: dict[int, dict[tuple[int, ...], dict[str, list[int]]]] = {}
+        for pos, name in enumerate(names):
+            self._names.append(name)
+            tokens = _simple_pattern(name) if "\0" not in name else None
+            if tokens is None:
+                self._always.append(pos)
+                continue
+            wild = tuple(i for i, token in enumerate(tokens) if token is _ANY)
+            key = "".join("\0" if token is _ANY else token for token in tokens)
+            by_wild = self._shapes.setdefault(len(tokens), {})
+            by_wild.setdefault(wild, {}).setdefault(key, []).append(pos)
+
+    def matching(self, image: str) -> list[int]:
+        """Positions of the names that match ``image``, ascending."""
+        if "\n" in image:  # ``.`` does not match it: leave that to the real patterns
+            candidates = range(len(self._names))
+            RenameIndex.checks += len(self._names)
+            return [p for p in candidates if kustomize_image_matches(image, self._names[p])]
+        out = [p for p in self._always if kustomize_image_matches(image, self._names[p])]
+        checks = len(self._always)
+        ends = {len(image)} | {i for i, ch in enumerate(image) if ch in ":@"}
+        for end in ends:
+            by_wild = self._shapes.get(end)
+            if by_wild is None or _TAG_DIGEST.match(image, end) is None:
+                continue
+            head = image[:end]
+            for wild, keys in by_wild.items():
+                checks += 1
+                key = head
+                if wild:
+                    chars = list(head)
+                    for i in wild:
+                        chars[i] = "\0"
+                    key = "".join(chars)
+                out.extend(keys.get(key, ()))
+        RenameIndex.checks += checks
+        return sorted(out)
+
+    def rename(self, image: str, renames: Sequence[Rename]) -> str:
+        """``image`` after every entry of ``renames`` (the names indexed), in order, as
+        kustomize applies them (:meth:`Plan.rename_image`)."""
+        done = -1
+        while True:
+            later = [pos for pos in self.matching(image) if pos > done]
+            if not later:
+                return image
+            done = later[0]
+            image = _renamed(image, renames[done].new_name)
+
+
+#: What may follow a name in an image kustomize matches it with (its ``(:tag)?(@digest)?$``).
+_TAG_DIGEST = re.compile(r"(:[a-zA-Z0-9_.{}-]*)?(@[a-zA-Z][a-zA-Z0-9]*:[a-zA-Z0-9_.{}-]*)?$")
 
 
 def _verdict_map(results: Iterable[ProbeResult]) -> dict[str, ProbeResult]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import bisect
 import copy
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 
 import jsonpatch
@@ -24,7 +24,7 @@ from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 from ._errors import InputError
 from ._manifests import node_to_data, scalar_kind
 from ._model import Base
-from ._plan import PatchTarget, Plan, Rename
+from ._plan import _ANY, PatchTarget, Plan, RenameIndex, _simple_pattern
 from ._render import dump_yaml
 
 __all__ = ["dump_documents", "helm_post_render", "post_render"]
@@ -119,28 +119,33 @@ def _annotate(obj: dict[str, Any], key: str, value: str) -> None:
         _set_annotation(obj, path.split("/"), key, value)
 
 
-def _rename_field(parent: dict[str, Any], key: str, rename: Rename) -> None:
-    value = parent.get(key)
-    if isinstance(value, str):
-        parent[key] = rename.apply(value)
+#: Called with an image string, returns it renamed (memoized :meth:`Plan.rename_image`).
+_Renamer = Callable[[str], str]
+#: The image fields found in one object: (id of the parent mapping, key) -> the mapping.
+_Fields = dict[tuple[int, str], dict[str, Any]]
 
 
-def _legacy(node: Any, rename: Rename) -> None:
+def _rename_field(parent: dict[str, Any], key: str, fields: _Fields) -> None:
+    if isinstance(parent.get(key), str):
+        fields[(id(parent), key)] = parent
+
+
+def _legacy(node: Any, fields: _Fields) -> None:
     """kustomize's legacy image filter: ``image`` of each mapping in a list under a key named
     ``containers`` or ``initContainers``, at any depth."""
     if isinstance(node, dict):
         for key, value in node.items():
-            _legacy(value, rename)
+            _legacy(value, fields)
             if key in ("containers", "initContainers") and isinstance(value, list):
                 for item in value:
                     if isinstance(item, dict):
-                        _rename_field(item, "image", rename)
+                        _rename_field(item, "image", fields)
     elif isinstance(node, list):
         for value in node:
-            _legacy(value, rename)
+            _legacy(value, fields)
 
 
-def _field_spec(node: Any, segments: list[str], rename: Rename) -> None:
+def _field_spec(node: Any, segments: list[str], fields: _Fields) -> None:
     """Follow a kustomize field spec path (``a/b[]/c``); ``[]`` over a mapping takes it as
     the single element, as kustomize does."""
     if not segments or not isinstance(node, dict):
@@ -151,14 +156,53 @@ def _field_spec(node: Any, segments: list[str], rename: Rename) -> None:
     if key not in node:
         return
     if not rest:
-        _rename_field(node, key, rename)
+        _rename_field(node, key, fields)
         return
     child = node[key]
     if many and isinstance(child, list):
         for item in child:
-            _field_spec(item, rest, rename)
+            _field_spec(item, rest, fields)
     else:
-        _field_spec(child, rest, rename)
+        _field_spec(child, rest, fields)
+
+
+def _renamer(plan: Plan) -> _Renamer:
+    """What the plan's ``images`` entries, applied in order, make of an image string.
+
+    Every reference the plan decided is known already (the planner checked that the entries
+    rename each one to its decision); any other string is worked out once, with the entries
+    indexed by name."""
+    known = {d.image.original: d.new_image for d in plan.decisions}
+    index: RenameIndex | None = None
+
+    def rename(image: str) -> str:
+        nonlocal index
+        out = known.get(image)
+        if out is None:
+            if index is None:
+                index = RenameIndex([r.name for r in plan.renames])
+            out = known[image] = index.rename(image, plan.renames)
+        return out
+
+    return rename
+
+
+class _NameIndex:
+    """Objects by ``metadata.name``, so that a patch target with a literal name (the planner's
+    exact targets) looks only at the objects of that name; candidates are still checked with
+    :func:`_selected`."""
+
+    def __init__(self, objects: list[dict[str, Any]]) -> None:
+        self._count = len(objects)
+        self._by_name: dict[str, list[int]] = {}
+        for i, obj in enumerate(objects):
+            self._by_name.setdefault(_metadata(obj, "name"), []).append(i)
+
+    def candidates(self, target: PatchTarget) -> Iterable[int]:
+        tokens = _simple_pattern(target.name)
+        if tokens is None or _ANY in tokens:
+            return range(self._count)
+        return self._by_name.get("".join(cast(list[str], tokens)), ())
 
 
 _YAML12_BOOLS = frozenset({"true", "True", "TRUE", "false", "False", "FALSE"})
@@ -208,9 +252,11 @@ def post_render(source: Base | Iterable[Mapping[str, Any]], plan: Plan) -> list[
     Raises :class:`~kotsrewrite.InputError` when a patch cannot apply to an object it targets.
     """
     objects = _objects(source)
+    names = _NameIndex(objects)  # patches add pull secrets: names never change
     for patch in plan.patches:
         operations = jsonpatch.JsonPatch(cast(Any, patch.operations()))
-        for i, obj in enumerate(objects):
+        for i in names.candidates(patch.target):
+            obj = objects[i]
             if not _selected(obj, patch.target):
                 continue
             try:
@@ -228,15 +274,22 @@ def post_render(source: Base | Iterable[Mapping[str, Any]], plan: Plan) -> list[
         _annotate(obj, "kots.io/app-slug", plan.options.app_slug)
     specs: list[tuple[str | None, list[str]]] = [(None, s.split("/")) for s in _IMAGE_SPECS]
     specs += [(fs.kind, fs.path.split("/")) for fs in plan.field_specs]
-    for rename in plan.renames:
-        for obj in objects:
-            kind = _gvk(obj)[2]
-            if kind == _CRD:
-                continue
-            _legacy(obj, rename)
-            for want_kind, segments in specs:
-                if want_kind is None or want_kind == kind:
-                    _field_spec(obj, segments, rename)
+    if not plan.renames:
+        return objects
+    # Each image field is found once per object and gets every entry at once: the entries
+    # applied in order are what Plan.rename_image gives, known for every decided image.
+    rename = _renamer(plan)
+    for obj in objects:
+        kind = _gvk(obj)[2]
+        if kind == _CRD:
+            continue
+        fields: _Fields = {}
+        _legacy(obj, fields)
+        for want_kind, segments in specs:
+            if want_kind is None or want_kind == kind:
+                _field_spec(obj, segments, fields)
+        for (_, key), parent in fields.items():
+            parent[key] = rename(parent[key])
     return objects
 
 

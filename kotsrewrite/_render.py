@@ -24,6 +24,7 @@ timestamp (``on``, ``yes``, ``y``, ``1.10``, ``0x1f``...) are double quoted.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -94,14 +95,19 @@ def _yaml() -> YAML:
     return yaml
 
 
+@functools.cache
+def _fast_yaml() -> YAML:
+    """The :func:`_yaml` whose resolver the fast path consults (it only reads it)."""
+    return _yaml()
+
+
 def dump_yaml(data: Any) -> str:
     """Deterministic YAML for kustomize: insertion order kept, ambiguous strings quoted."""
-    yaml = _yaml()
-    fast = _fast_dump(data, yaml)
+    fast = _fast_dump(data, _fast_yaml())
     if fast is not None:
         return fast
     stream = io.StringIO()
-    yaml.dump(data, stream)
+    _yaml().dump(data, stream)
     return stream.getvalue()
 
 
@@ -110,10 +116,41 @@ def dump_yaml(data: Any) -> str:
 # data outside the subset goes through ruamel; tests compare both on the golden files.
 
 _STR_TAG = "tag:yaml.org,2002:str"
-_VISIBLE = re.compile(r"[\x21-\x7e]+")
 _LITERAL_LINE = re.compile(r"[\x20-\x7e]*[\x21-\x7e]")
-# First characters ruamel never writes plain (or writes plain only in some contexts).
-_NOT_PLAIN_START = frozenset("#,[]{}&*!|>'\"%@`?:-")
+# What the fast path writes: printable ASCII, line feeds and tabs (these two only double
+# quoted, as ``\n`` and ``\t``; no line is long enough for ruamel to fold it).
+_PRINTABLE = re.compile(r"[\x20-\x7e\n\t]+")
+# First characters ruamel never writes plain; and those it does not when a space follows.
+_NOT_PLAIN_START = frozenset("#,[]{}&*!|>'\"%@`")
+_NOT_PLAIN_BEFORE_SPACE = frozenset("?:-")
+# Values ruamel writes as these words: integers, booleans, empty collections (flow style).
+_FLOW: dict[type, Any] = {
+    int: int.__repr__,
+    bool: lambda value: "true" if value else "false",
+    dict: lambda value: "{}",
+    list: lambda value: "[]",
+}
+
+
+def _double_quoted(text: str) -> str:
+    """ruamel's double quoted style for text :data:`_PRINTABLE` accepts."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + escaped.replace("\n", "\\n").replace("\t", "\\t") + '"'
+
+
+def _block_plain(text: str) -> bool:
+    """Whether ruamel's emitter allows ``text`` (printable ASCII, one line, not empty) as a
+    plain scalar in block context: its ``analyze_scalar`` rules for that subset."""
+    first = text[0]
+    if first == " " or text[-1] == " " or text.startswith(("---", "...")):
+        return False
+    if first in _NOT_PLAIN_START:
+        return False
+    if first in _NOT_PLAIN_BEFORE_SPACE and (len(text) == 1 or text[1] == " "):
+        return False
+    return ": " not in text[1:] and not (len(text) > 1 and text.endswith(":")) and " #" not in text
+
+
 _MAX_KEY = 100  # ruamel writes keys of 128 characters or more as complex (``? key``) keys
 
 
@@ -121,34 +158,43 @@ class _Unsupported(Exception):
     """The data is outside what :func:`_fast_dump` writes."""
 
 
+#: Scalars already written by :meth:`_FastEmitter.scalar` (same text, same output, every
+#: time): a post-render output repeats most keys and many values in every object.
+_SCALARS: dict[str, str] = {}
+_SCALARS_MAX = 100_000
+
+
 class _FastEmitter:
     def __init__(self, yaml: YAML) -> None:
         self._resolver = yaml.resolver
-        self._scalars: dict[str, str] = {}
+        if len(_SCALARS) > _SCALARS_MAX:
+            _SCALARS.clear()
+        self._scalars = _SCALARS
         self.lines: list[str] = []
 
     def scalar(self, text: str) -> str:
-        """``text`` as ruamel writes it with :func:`_represent_str`: plain, or double quoted
-        when ambiguous; :class:`_Unsupported` when it would need anything else."""
+        """``text`` as ruamel writes it with :func:`_represent_str`: plain, single quoted when
+        plain is not allowed, or double quoted when ambiguous; :class:`_Unsupported` when it
+        would need anything else."""
         out = self._scalars.get(text)
         if out is not None:
             return out
-        if len(text) > 1000 or not _VISIBLE.fullmatch(text):
+        if text == "":
+            out = '""'
+        elif len(text) > 1000 or not _PRINTABLE.fullmatch(text):
             raise _Unsupported(text)
-        if _AMBIGUOUS.match(text):
-            if '"' in text or "\\" in text:
-                raise _Unsupported(text)
-            out = f'"{text}"'
+        elif _AMBIGUOUS.match(text) or "\n" in text or "\t" in text:
+            out = _double_quoted(text)
         else:
             tag = self._resolver.resolve(ScalarNode, text, (True, False))
-            if (
-                text[0] in _NOT_PLAIN_START
-                or text.endswith(":")
-                or text.startswith(("---", "..."))
-                or str(getattr(tag, "value", tag)) != _STR_TAG
-            ):
+            if str(getattr(tag, "value", tag)) != _STR_TAG:
                 raise _Unsupported(text)
-            out = text
+            if _block_plain(text):
+                out = text
+            elif "'" in text:
+                out = _double_quoted(text)
+            else:
+                out = f"'{text}'"
         self._scalars[text] = out
         return out
 
@@ -157,7 +203,7 @@ class _FastEmitter:
             raise _Unsupported("empty mapping")
         pad = " " * indent
         for key, value in data.items():
-            if type(key) is not str or len(key) >= _MAX_KEY:
+            if type(key) is not str or len(key) >= _MAX_KEY or "\n" in key:
                 raise _Unsupported(key)
             head = f"{pad}{self.scalar(key)}:"
             kind = type(value)
@@ -166,12 +212,16 @@ class _FastEmitter:
             elif kind is LiteralScalarString:
                 self.lines.append(f"{head} |")
                 self.literal(value, indent + 2)
-            elif kind is dict:
+            elif kind is dict and value:
                 self.lines.append(head)
                 self.mapping(value, indent + 2)
-            elif kind is list:
+            elif kind is list and value:
                 self.lines.append(head)
                 self.sequence(value, indent)
+            elif kind in _FLOW:
+                self.lines.append(f"{head} {_FLOW[kind](value)}")
+            elif value is None:
+                self.lines.append(head)
             else:
                 raise _Unsupported(kind)
 
@@ -183,10 +233,14 @@ class _FastEmitter:
             kind = type(item)
             if kind is str:
                 self.lines.append(f"{pad}- {self.scalar(item)}")
-            elif kind is dict:
+            elif kind is dict and item:
                 first = len(self.lines)
                 self.mapping(item, indent + 2)
                 self.lines[first] = f"{pad}- {self.lines[first][indent + 2 :]}"
+            elif kind in _FLOW and not (kind is list and item):
+                self.lines.append(f"{pad}- {_FLOW[kind](item)}")
+            elif item is None:
+                self.lines.append(f"{pad}- ")
             else:
                 raise _Unsupported(kind)
 

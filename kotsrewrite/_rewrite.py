@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -129,6 +130,45 @@ def rewrite(
     mark = time.perf_counter()
     inventory = find_images(base, image_fields=options.image_fields)
     timings["discover"] = time.perf_counter() - mark
+    # The base's node trees live to the end and hold no garbage: keep the collector from
+    # rescanning them over and over while the plan is built and rendered.
+    gc.freeze()
+    try:
+        return _rewrite_loaded(
+            source,
+            base,
+            inventory,
+            options,
+            timings=timings,
+            start=start,
+            out=out,
+            force=force,
+            dry_run=dry_run,
+            known_images=known_images,
+            offline=offline,
+            prober=prober,
+            probe_options=probe_options,
+        )
+    finally:
+        gc.unfreeze()
+
+
+def _rewrite_loaded(
+    source: str | os.PathLike[str],
+    base: Base,
+    inventory: Inventory,
+    options: RewriteOptions,
+    *,
+    timings: dict[str, float],
+    start: float,
+    out: str | os.PathLike[str] | None,
+    force: bool,
+    dry_run: bool,
+    known_images: Iterable[ProbeResult],
+    offline: bool,
+    prober: Prober | None,
+    probe_options: ProbeOptions | None,
+) -> RewriteResult:
 
     output = Path(out).absolute() if out is not None else default_output_dir(base)
     _refuse_output_inside_base(output, base, str(out) if out is not None else str(output))

@@ -72,6 +72,10 @@ _WORDS = [
     "<<", "_1", "0_", "---x", "...", "a:", "a: b", "-a", "- a", ":a", "a #b", "a#b", "../base",
     ".dockerconfigjson", "kots.io/app-slug", "my\\.app", "", " a", "a ", "1:20", "+1", ".5",
     "-.5e3", "true", "True", "nginx:1.25", "quay\\.io/a/b", "@x", "`x", "!x", "&x", "*x", "%x",
+    "a b", "*/5 * * * *", "x #y", "x# y", "it's", "it 's", "? x", "?x", ":x", "-x", "- x", "-",
+    "?", ":", "a:b", "x:", "x: y", "a  b", "#a", "a#b c", "--- x", "... x", "a - b", "a ? b",
+    "x ::", "a: ", "'x", "x'", "2024-01-01 10:00", "y n", "no way", "on it", "a\nb", "a\n",
+    "\na", "yes\n", "a\tb", "it's\n", 'say "hi"\n', "back\\slash\n", "x:\n  y: [1, 2]\n",
 ]  # fmt: skip
 _text = st.one_of(
     st.sampled_from(_WORDS),
@@ -84,7 +88,11 @@ _literal = st.builds(
     st.sampled_from(["\n", "", "\n\n"]),
 )
 _value = st.recursive(
-    st.one_of(_text, _literal, st.sampled_from([1, True, None, 1.5])),
+    st.one_of(
+        _text,
+        _literal,
+        st.sampled_from([1, True, None, 1.5, 0, -5, False, 10**20, {}, []]),
+    ),
     lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(_text, inner, max_size=3)),
     max_leaves=12,
 )
@@ -117,3 +125,11 @@ def test_generated_structures_dump_identically() -> None:
 
     check()
     assert sum(compared) >= 5, (sum(compared), len(compared))
+
+
+def test_every_word_dumps_identically_as_key_value_and_item() -> None:
+    # The property test above samples the words; this tries each in every position.
+    for word in _WORDS:
+        for data in ({"k": word}, {word: "v"}, ["x", word], {"k": [word, 1, None, {}, True]}):
+            fast = _render._fast_dump(data, _render._yaml())
+            assert fast is None or fast == _ruamel(data), data
