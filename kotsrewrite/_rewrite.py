@@ -148,6 +148,7 @@ def rewrite(
             offline=offline,
             prober=prober,
             probe_options=probe_options,
+            inputs=inputs,
         )
     finally:
         gc.unfreeze()
@@ -168,8 +169,8 @@ def _rewrite_loaded(
     offline: bool,
     prober: Prober | None,
     probe_options: ProbeOptions | None,
+    inputs: Iterable[str | os.PathLike[str]],
 ) -> RewriteResult:
-
     output = Path(out).absolute() if out is not None else default_output_dir(base)
     _refuse_output_inside_base(output, base, str(out) if out is not None else str(output))
     if not dry_run:
