@@ -17,10 +17,14 @@ Typical use, step by step (each step is a pure function but probing and writing)
 
 or all at once: ``kotsrewrite.rewrite("manifests/", options)`` -> :class:`RewriteResult`.
 Verdicts can come from a KOTS Installation or an earlier report instead of probing
-(:func:`load_known_images`). Errors a user can cause are :class:`InputError` (with ``file``,
-``line`` and ``hint``); :class:`PolicyError` is a refusal under ``on_unknown="fail"``.
+(:func:`load_known_images`). ``rewrite(..., relocation=RelocationOptions(registry=...))``
+relocates every image into the customer's own registry and returns a :class:`CopyPlan`, which
+:func:`copy_images` carries out with skopeo. Errors a user can cause are :class:`InputError`
+(with ``file``, ``line`` and ``hint``); :class:`PolicyError` is a refusal under
+``on_unknown="fail"``.
 """
 
+from ._copy import CopyOptions, CopyResult, ImageCopy, copy_images, resolve_digests
 from ._discovery import find_images
 from ._errors import (
     InputError,
@@ -62,6 +66,17 @@ from ._plan import (
 from ._postrender import dump_documents, post_render
 from ._probe import ProbeOptions, Prober, probe, probe_sync
 from ._reference import ImageRef, parse_image
+from ._relocate import (
+    CopyEntry,
+    CopyPlan,
+    Layout,
+    RegistryCredentials,
+    RelocationOptions,
+    RelocationPlan,
+    build_copy_plan,
+    read_registry_auth,
+    relocate_plan,
+)
 from ._render import render_plan
 from ._report import build_report, load_known_images
 from ._rewrite import RewriteResult, rewrite
@@ -73,9 +88,14 @@ __version__ = "0.1.0"
 __all__ = [
     "Action",
     "Base",
+    "CopyEntry",
+    "CopyOptions",
+    "CopyPlan",
+    "CopyResult",
     "Document",
     "Evidence",
     "FieldSpec",
+    "ImageCopy",
     "ImageDecision",
     "ImageField",
     "ImageRef",
@@ -84,6 +104,7 @@ __all__ = [
     "InvalidReferenceError",
     "Inventory",
     "KotsRewriteError",
+    "Layout",
     "Limits",
     "Location",
     "OnUnknown",
@@ -99,6 +120,9 @@ __all__ = [
     "ProbeStep",
     "Prober",
     "PullSecret",
+    "RegistryCredentials",
+    "RelocationOptions",
+    "RelocationPlan",
     "Rename",
     "Resource",
     "RewriteOptions",
@@ -107,8 +131,10 @@ __all__ = [
     "Verdict",
     "VerifyResult",
     "__version__",
+    "build_copy_plan",
     "build_plan",
     "build_report",
+    "copy_images",
     "dump_documents",
     "find_images",
     "kustomize_build",
@@ -120,7 +146,10 @@ __all__ = [
     "post_render",
     "probe",
     "probe_sync",
+    "read_registry_auth",
+    "relocate_plan",
     "render_plan",
+    "resolve_digests",
     "rewrite",
     "verify_midstream",
     "write_output",

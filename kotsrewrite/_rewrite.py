@@ -18,6 +18,7 @@ from ._model import Base, Inventory, ProbeResult
 from ._plan import Plan, RewriteOptions, build_plan, is_replicated
 from ._probe import ProbeOptions, probe_sync
 from ._reference import ImageRef
+from ._relocate import COPY_PLAN_FILE, CopyPlan, RelocationOptions
 from ._render import (
     KUSTOMIZATION_FILE,
     is_secret_file,
@@ -55,6 +56,8 @@ class RewriteResult:
     written); ``None`` for any other input."""
     base_kustomization_text: str | None = attrs.field(default=None, repr=False)
     """Its text."""
+    copy_plan: CopyPlan | None = None
+    """With ``relocation``: the copy plan written beside the midstream (``copy-plan.json``)."""
 
     @property
     def base_kustomization_display(self) -> str | None:
@@ -113,6 +116,8 @@ def rewrite(
     probe_options: ProbeOptions | None = None,
     limits: Limits | None = None,
     stdin: TextIO | None = None,
+    relocation: RelocationOptions | None = None,
+    resolver: Callable[[CopyPlan], Mapping[str, str]] | None = None,
 ) -> RewriteResult:
     """Read ``source`` (directory, kustomize base, file or ``-``), decide every image and
     write the midstream to ``out`` (default: :func:`default_output_dir`).
@@ -123,6 +128,11 @@ def rewrite(
     nothing is written. Raises :class:`~kotsrewrite.InputError` (bad input, nothing
     written), :class:`~kotsrewrite.PolicyError` (``--on-unknown fail``) or
     :class:`~kotsrewrite.OutputError`.
+
+    With ``relocation`` every image is renamed into that registry instead (see
+    :func:`~kotsrewrite.relocate_plan`) and ``copy-plan.json`` is written beside the
+    kustomization; with ``relocation.resolve`` the tags' digests are looked up with
+    ``resolver`` (default: :func:`~kotsrewrite.resolve_digests` with the license).
     """
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -160,11 +170,16 @@ def rewrite(
     mark = time.perf_counter()
     # Fresh probes win over the cache (they are listed first).
     plan = build_plan(inventory, [*probed, *known], options)
+    copy_plan = None
+    if relocation is not None:
+        plan, copy_plan = _relocate(plan, inventory, relocation, options, resolver)
     timings["plan"] = time.perf_counter() - mark
 
     output = Path(out).absolute() if out is not None else default_output_dir(base)
     mark = time.perf_counter()
     files = render_plan(plan, base, out_dir=output, base_texts=read_base_texts(base))
+    if copy_plan is not None:
+        files = dict(sorted({**files, COPY_PLAN_FILE: copy_plan.dumps()}.items()))
     timings["render"] = time.perf_counter() - mark
 
     base_text = render_base_kustomization(base)
@@ -213,4 +228,24 @@ def rewrite(
         probed=tuple(to_probe),
         base_kustomization=base_kustomization,
         base_kustomization_text=base_text,
+        copy_plan=copy_plan,
     )
+
+
+def _relocate(
+    plan: Plan,
+    inventory: Inventory,
+    relocation: RelocationOptions,
+    options: RewriteOptions,
+    resolver: Callable[[CopyPlan], Mapping[str, str]] | None,
+) -> tuple[Plan, CopyPlan]:
+    """The relocated plan and its copy plan (digests resolved when asked)."""
+    from ._copy import CopyOptions, resolve_digests
+    from ._relocate import build_copy_plan, relocate_plan
+
+    relocated = relocate_plan(plan, inventory, relocation)
+    copy_plan = build_copy_plan(relocated)
+    if relocation.resolve:
+        run = resolver or (lambda p: resolve_digests(p, CopyOptions(license_id=options.license_id)))
+        copy_plan = build_copy_plan(relocated, run(copy_plan))
+    return relocated, copy_plan
