@@ -451,7 +451,9 @@ class Registry:
         workdir: str | Path | None = None,
         port: int | None = None,
         log_level: str = "error",
+        users: Mapping[str, str] | None = None,
     ) -> None:
+        """``users``: more htpasswd ``{user: password}`` besides the push user."""
         if auth not in ("none", "htpasswd", "token"):
             raise ValueError(f"unknown auth mode {auth!r}")
         if auth == "token" and token_server is None:
@@ -485,6 +487,12 @@ class Registry:
                 check=True,
                 capture_output=True,
             )
+            for user, password in (users or {}).items():
+                subprocess.run(
+                    ["htpasswd", "-Bb", "-C", "4", str(pw), user, password],
+                    check=True,
+                    capture_output=True,
+                )
             cfg["auth"] = {"htpasswd": {"realm": "lab", "path": str(pw)}}
         elif auth == "token":
             assert token_server is not None
