@@ -753,7 +753,11 @@ def _add_copy(sub: argparse._SubParsersAction[_Parser]) -> None:
         help="reach HOST[:PORT] over plain HTTP or unverified TLS (repeatable)",
     )
     p.add_argument(
-        "--concurrency", type=_positive_int, default=4, metavar="N", help="copies at once"
+        "--concurrency",
+        type=_positive_int,
+        default=4,
+        metavar="N",
+        help="copies at once (default 4)",
     )
     p.add_argument("--skopeo", metavar="PATH", help="the skopeo executable")
     p.add_argument(
