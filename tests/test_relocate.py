@@ -252,3 +252,28 @@ def test_license_reaches_skopeo_only_in_a_private_temporary_authfile(tmp_path: P
     assert license_id not in json.dumps([i.to_json() for i in result.images])
     assert user.stat().st_mode & 0o777 == stat.S_IMODE(user.stat().st_mode)  # untouched
     assert "LICENSE_ID" not in user.read_text()
+
+
+SLOW_SKOPEO = """#!/bin/sh
+# Counts the skopeo processes alive at once (each holds a file in running/ for 0.2 s).
+dir="$(dirname "$0")"
+touch "$dir/running/$$"
+ls "$dir/running" | wc -l >> "$dir/counts.log"
+sleep 0.2
+rm -f "$dir/running/$$"
+exit 1
+"""
+
+
+def test_copies_run_concurrently_within_the_bound(tmp_path: Path) -> None:
+    plan = CopyPlan.load(_plan_file(tmp_path))
+    fake = tmp_path / "bin" / "skopeo"
+    (fake.parent / "running").mkdir(parents=True)
+    fake.write_text(SLOW_SKOPEO)
+    fake.chmod(0o755)
+    result = copy_images(plan, CopyOptions(license_id="L", skopeo=str(fake), concurrency=3))
+    assert result.count("failed") == len(plan.images) == 9
+    counts = [int(c) for c in (fake.parent / "counts.log").read_text().split()]
+    # Tag-only images stop at the source inspection; pinned ones also try the copy.
+    assert len(counts) == 7 + 2 * 2
+    assert max(counts) == 3
