@@ -23,8 +23,12 @@ proxy-public-images setting from KOTS License and Application files (:func:`load
 ``line`` and ``hint``); :class:`PolicyError` is a refusal under ``on_unknown="fail"``.
 Whether a customer can pull each built image with the pull secret's credentials (the license):
 :func:`pull_check` (a separate, credentialed path; probing never sends credentials).
+``rewrite(..., relocation=RelocationOptions(registry=...))`` relocates every image into the
+customer's own registry and returns a :class:`CopyPlan`, which :func:`copy_images` carries out
+with skopeo.
 """
 
+from ._copy import CopyOptions, CopyResult, ImageCopy, copy_images, resolve_digests
 from ._discovery import find_images
 from ._errors import (
     InputError,
@@ -79,6 +83,17 @@ from ._registry._pull import (
     pull_check,
     pull_check_sync,
 )
+from ._relocate import (
+    CopyEntry,
+    CopyPlan,
+    Layout,
+    RegistryCredentials,
+    RelocationOptions,
+    RelocationPlan,
+    build_copy_plan,
+    read_registry_auth,
+    relocate_plan,
+)
 from ._render import render_plan
 from ._report import build_report, load_known_images
 from ._rewrite import RewriteResult, rewrite
@@ -91,9 +106,14 @@ __all__ = [
     "Action",
     "Base",
     "Cause",
+    "CopyEntry",
+    "CopyOptions",
+    "CopyPlan",
+    "CopyResult",
     "Document",
     "Evidence",
     "FieldSpec",
+    "ImageCopy",
     "ImageDecision",
     "ImageField",
     "ImageRef",
@@ -104,6 +124,7 @@ __all__ = [
     "KotsApplication",
     "KotsLicense",
     "KotsRewriteError",
+    "Layout",
     "Limits",
     "Location",
     "Login",
@@ -128,6 +149,9 @@ __all__ = [
     "PullResult",
     "PullSecret",
     "PullStatus",
+    "RegistryCredentials",
+    "RelocationOptions",
+    "RelocationPlan",
     "Rename",
     "Resource",
     "RewriteOptions",
@@ -137,8 +161,10 @@ __all__ = [
     "Verdict",
     "VerifyResult",
     "__version__",
+    "build_copy_plan",
     "build_plan",
     "build_report",
+    "copy_images",
     "dump_documents",
     "find_images",
     "kustomize_build",
@@ -154,7 +180,10 @@ __all__ = [
     "probe_sync",
     "pull_check",
     "pull_check_sync",
+    "read_registry_auth",
+    "relocate_plan",
     "render_plan",
+    "resolve_digests",
     "rewrite",
     "verify_midstream",
     "write_output",

@@ -632,7 +632,76 @@ def _add_rewrite(sub: argparse._SubParsersAction[_Parser]) -> None:
         help="with --verify: also ask the proxy (and every registry the pull secrets cover)"
         " for each image's manifest with the secret's credentials (exit 1 unless all pullable)",
     )
+    _add_relocation_options(p)
     p.set_defaults(run=_run_rewrite)
+
+
+def _add_relocation_options(p: argparse.ArgumentParser) -> None:
+    """``rewrite --registry``: relocate every image into the customer's registry."""
+    p.add_argument(
+        "--registry",
+        metavar="HOST[:PORT][/NS]",
+        help="relocate every image into this registry and write copy-plan.json beside the"
+        " kustomization (see kotsrewrite copy)",
+    )
+    p.add_argument(
+        "--registry-layout",
+        choices=("nested", "flat"),
+        default="nested",
+        help="nested: HOST/NS/<source host>/<path> (default); flat: HOST/NS/<last component>,"
+        " a short suffix only where two collide",
+    )
+    p.add_argument(
+        "--registry-auth",
+        metavar="FILE",
+        help="Docker config.json with auths for the registry: the pull secret's credentials"
+        " (default: REGISTRY_AUTH_FILE, $DOCKER_CONFIG/config.json, ~/.docker/config.json)",
+    )
+    p.add_argument(
+        "--resolve",
+        action="store_true",
+        help="with --registry: pin each tag's current digest in the copy plan (skopeo)",
+    )
+
+
+def _relocation(args: argparse.Namespace, options: RewriteOptions) -> Any:
+    """RelocationOptions from ``--registry`` and friends, or ``None``; and the resolver."""
+    from ._errors import InputError
+
+    if args.registry is None:
+        for flag in ("registry_auth", "resolve"):
+            if getattr(args, flag):
+                raise InputError(
+                    "needs --registry",
+                    file="--" + flag.replace("_", "-"),
+                    hint="add --registry HOST[:PORT][/NAMESPACE]",
+                )
+        return None
+    from ._relocate import RelocationOptions, default_auth_file, read_registry_auth
+
+    if args.verify:
+        raise InputError(
+            "--verify checks proxy midstreams; it cannot check a relocated one yet",
+            file="--verify",
+            hint="drop --verify; build the midstream with kubectl kustomize DIR",
+        )
+    if args.resolve and args.offline:
+        raise InputError(
+            "--resolve looks digests up in registries", file="--resolve", hint="drop --offline"
+        )
+    target = RelocationOptions(registry=args.registry, layout=args.registry_layout)
+    auth = args.registry_auth or default_auth_file()
+    if auth is None:
+        raise InputError(
+            f"no credentials for {target.host}: no Docker config file found",
+            file="--registry-auth",
+            hint=f"log in with 'skopeo login --authfile FILE {target.host}' and pass"
+            " --registry-auth FILE",
+        )
+    import attrs
+
+    creds = read_registry_auth(auth, target.host)
+    return attrs.evolve(target, credentials=creds, resolve=bool(args.resolve))
 
 
 def _rewrite_options(args: argparse.Namespace) -> tuple[RewriteOptions, bool]:
@@ -747,9 +816,20 @@ def _run_rewrite(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.known_images:
         known = load_known_images(args.known_images, ttl=args.cache_ttl)
     probe_options = _probe_options(args)
+    relocation = _relocation(args, options)
+    resolver = None
+    if relocation is not None and relocation.resolve:
+        from ._copy import CopyOptions, resolve_digests
+
+        copy_options = CopyOptions(
+            license_id=options.license_id, insecure_registries=tuple(args.insecure_registry)
+        )
+        resolver = lambda plan: resolve_digests(plan, copy_options)  # noqa: E731
     result = rewrite(
         args.path,
         options,
+        relocation=relocation,
+        resolver=resolver,
         out=args.out,
         force=args.force,
         dry_run=args.dry_run,
@@ -789,7 +869,13 @@ def _run_rewrite(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             out.write(text)
         else:
             _write_report(args.report, text)
-    err.write(f"kotsrewrite: {result.summary()}\n")
+    summary = result.summary()
+    if result.copy_plan is not None:
+        summary += (
+            f"; {len(result.copy_plan.images)} images relocated to {result.copy_plan.registry}"
+            f" (copy plan: {result.output / 'copy-plan.json'})"
+        )
+    err.write(f"kotsrewrite: {summary}\n")
     if getattr(args, "pull", False) and not getattr(args, "verify", False):
         err.write("kotsrewrite: warning: --pull does nothing without --verify\n")
     if getattr(args, "verify", False) and result.written:
@@ -1008,6 +1094,99 @@ def _verify_and_pull(
 
 
 # --------------------------------------------------------------------------------------------
+# kotsrewrite copy
+
+
+def _add_copy(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser(
+        "copy",
+        help="copy the images of a copy plan (rewrite --registry) with skopeo",
+        description="Copy every image of PLAN (copy-plan.json, or the midstream directory"
+        " holding it) to its destination with skopeo copy --all --preserve-digests: registry"
+        " to registry, to an OCI directory (--to-dir, for a disconnected transfer) or from"
+        " one (--from-dir). Images already at their destination with the planned digest are"
+        " skipped; every copy is checked by digest. Exit 0 ok, 1 an image failed, 2 usage.",
+    )
+    p.add_argument("plan", metavar="PLAN", help="copy-plan.json or the midstream directory")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--to-dir", metavar="DIR", help="export to OCI layouts under DIR")
+    where.add_argument("--from-dir", metavar="DIR", help="import from a --to-dir export")
+    p.add_argument(
+        "--authfile",
+        metavar="FILE",
+        help="Docker config with registry credentials (default: REGISTRY_AUTH_FILE,"
+        " $DOCKER_CONFIG/config.json, skopeo's defaults)",
+    )
+    p.add_argument("--license-id", metavar="ID", help="license ID, for the proxy")
+    p.add_argument("--license", metavar="FILE", help="KOTS License YAML (licenseID)")
+    p.add_argument(
+        "--insecure-registry",
+        metavar="HOST",
+        action="append",
+        default=[],
+        help="reach HOST[:PORT] over plain HTTP or unverified TLS (repeatable)",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=4,
+        metavar="N",
+        help="copies at once (default 4)",
+    )
+    p.add_argument("--skopeo", metavar="PATH", help="the skopeo executable")
+    p.add_argument(
+        "--format", choices=("table", "json"), default="table", help="output (default: table)"
+    )
+    p.set_defaults(run=_run_copy)
+
+
+def _run_copy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from pathlib import Path
+
+    from ._copy import CopyOptions, copy_images
+    from ._errors import InputError
+    from ._kots import load_license
+    from ._relocate import CopyPlan
+
+    plan = CopyPlan.load(args.plan)
+    license_id = args.license_id
+    if args.license and not license_id:
+        license_id = load_license(args.license).license_id
+        args.license_id = license_id  # so that an internal error scrubs it
+    if license_id is None and args.from_dir is None:
+        need = [e for e in plan.images if e.pull_auth == "license"]
+        if need:
+            raise InputError(
+                f"{len(need)} images pull from the proxy or the Replicated registry with the"
+                f" license (e.g. {need[0].pull_from})",
+                file="--license-id",
+                hint="pass --license FILE or --license-id ID",
+            )
+    options = CopyOptions(
+        authfile=Path(args.authfile) if args.authfile else None,
+        license_id=license_id,
+        insecure_registries=tuple(args.insecure_registry),
+        concurrency=args.concurrency,
+        skopeo=args.skopeo,
+    )
+
+    def show(item: Any) -> None:
+        if args.format == "table":
+            digest = item.digest or "-"
+            out.write(f"{item.status:<8} {digest:<71} {item.entry.destination}\n")
+            if item.error:
+                out.write(f"         {item.error}\n")
+            out.flush()
+
+    result = copy_images(plan, options, to_dir=args.to_dir, from_dir=args.from_dir, on_result=show)
+    if args.format == "json":
+        doc = {"images": [i.to_json() for i in result.images], "ok": result.ok}
+        out.write(json.dumps(doc, indent=2) + "\n")
+    err.write(f"kotsrewrite: copy: {result.summary()}\n")
+    return 0 if result.ok else 1
+
+
+# --------------------------------------------------------------------------------------------
 # plumbing
 
 
@@ -1058,6 +1237,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_rewrite(sub)
     _add_post_render(sub)
     _add_verify(sub)
+    _add_copy(sub)
     for subparser in sub.choices.values():
         _add_output_options(subparser, suppress=True)
         if isinstance(subparser, _Parser):

@@ -89,6 +89,9 @@ class Action(enum.StrEnum):
     """Left alone (public)."""
     SECRET_ONLY = "secret-only"
     """Already on the proxy or the Replicated registry: not renamed, workloads get the secret."""
+    RELOCATE = "relocate"
+    """Renamed into the customer's own registry (``rewrite --registry``); workloads get the
+    secret."""
 
 
 def _check_slug(_: object, __: object, value: str) -> None:

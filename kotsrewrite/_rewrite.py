@@ -19,6 +19,7 @@ from ._model import EXPIRED, Base, Inventory, ProbeResult
 from ._plan import Plan, RewriteOptions, build_plan, is_replicated
 from ._probe import ProbeOptions, probe_sync
 from ._reference import ImageRef
+from ._relocate import COPY_PLAN_FILE, CopyPlan, RelocationOptions
 from ._render import BASE_DIR, is_secret_file, read_base_texts, render_plan
 from ._report import build_report
 from ._write import MARKER_FILE, check_inputs_outside, write_output
@@ -45,6 +46,8 @@ class RewriteResult:
     """The JSON report (see :func:`~kotsrewrite.build_report`)."""
     probed: tuple[ImageRef, ...] = ()
     """References actually sent to the prober."""
+    copy_plan: CopyPlan | None = None
+    """With ``relocation``: the copy plan written beside the midstream (``copy-plan.json``)."""
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -109,6 +112,8 @@ def rewrite(
     limits: Limits | None = None,
     stdin: TextIO | None = None,
     inputs: Iterable[str | os.PathLike[str]] = (),
+    relocation: RelocationOptions | None = None,
+    resolver: Callable[[CopyPlan], Mapping[str, str]] | None = None,
 ) -> RewriteResult:
     """Read ``source`` (directory, kustomize base, file or ``-``), decide every image and
     write the midstream to ``out`` (default: :func:`default_output_dir`).
@@ -121,6 +126,11 @@ def rewrite(
     :class:`~kotsrewrite.OutputError`, also when ``out`` holds the base or one of ``inputs``
     (the run's other input files: License, Application, known images), checked before
     probing: replacing ``out`` would delete them.
+
+    With ``relocation`` every image is renamed into that registry instead (see
+    :func:`~kotsrewrite.relocate_plan`) and ``copy-plan.json`` is written beside the
+    kustomization; with ``relocation.resolve`` the tags' digests are looked up with
+    ``resolver`` (default: :func:`~kotsrewrite.resolve_digests` with the license).
     """
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -149,6 +159,8 @@ def rewrite(
             prober=prober,
             probe_options=probe_options,
             inputs=inputs,
+            relocation=relocation,
+            resolver=resolver,
         )
     finally:
         gc.unfreeze()
@@ -170,6 +182,8 @@ def _rewrite_loaded(
     prober: Prober | None,
     probe_options: ProbeOptions | None,
     inputs: Iterable[str | os.PathLike[str]],
+    relocation: RelocationOptions | None,
+    resolver: Callable[[CopyPlan], Mapping[str, str]] | None,
 ) -> RewriteResult:
     output = Path(out).absolute() if out is not None else default_output_dir(base)
     _refuse_output_inside_base(output, base, str(out) if out is not None else str(output))
@@ -204,10 +218,15 @@ def _rewrite_loaded(
     mark = time.perf_counter()
     # Fresh probes win over the cache (they are listed first).
     plan = build_plan(inventory, [*probed, *known], options)
+    copy_plan = None
+    if relocation is not None:
+        plan, copy_plan = _relocate(plan, inventory, relocation, options, resolver)
     timings["plan"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
     files = render_plan(plan, base, out_dir=output, base_texts=read_base_texts(base))
+    if copy_plan is not None:
+        files = dict(sorted({**files, COPY_PLAN_FILE: copy_plan.dumps()}.items()))
     timings["render"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
@@ -233,4 +252,24 @@ def _rewrite_loaded(
         written=not dry_run,
         report=report,
         probed=tuple(to_probe),
+        copy_plan=copy_plan,
     )
+
+
+def _relocate(
+    plan: Plan,
+    inventory: Inventory,
+    relocation: RelocationOptions,
+    options: RewriteOptions,
+    resolver: Callable[[CopyPlan], Mapping[str, str]] | None,
+) -> tuple[Plan, CopyPlan]:
+    """The relocated plan and its copy plan (digests resolved when asked)."""
+    from ._copy import CopyOptions, resolve_digests
+    from ._relocate import build_copy_plan, relocate_plan
+
+    relocated = relocate_plan(plan, inventory, relocation)
+    copy_plan = build_copy_plan(relocated)
+    if relocation.resolve:
+        run = resolver or (lambda p: resolve_digests(p, CopyOptions(license_id=options.license_id)))
+        copy_plan = build_copy_plan(relocated, run(copy_plan))
+    return relocated, copy_plan

@@ -240,6 +240,8 @@ def test_post_render_shares_every_rewrite_option() -> None:
 
     rewrite_only = {"--out", "--force", "--dry-run", "--verify", "--pull", "--quiet", "--verbose"}
     rewrite_only |= {"-q", "-v", "-h", "--help"}
+    # Relocation writes copy-plan.json beside the midstream: rewrite only.
+    rewrite_only |= {"--registry", "--registry-layout", "--registry-auth", "--resolve"}
     assert flags("rewrite") - rewrite_only <= flags("post-render")
 
 

@@ -26,7 +26,7 @@ from kotsrewrite._cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
-COMMANDS = ("", "images", "probe", "rewrite", "post-render", "verify")
+COMMANDS = ("", "images", "probe", "rewrite", "post-render", "verify", "copy")
 _HELP_BLOCK = re.compile(r"(<!-- help:(?P<cmd>[a-z-]*) -->\n```text\n)(?P<body>.*?)(```\n)", re.S)
 
 
