@@ -679,12 +679,6 @@ def _relocation(args: argparse.Namespace, options: RewriteOptions) -> Any:
         return None
     from ._relocate import RelocationOptions, default_auth_file, read_registry_auth
 
-    if args.verify:
-        raise InputError(
-            "--verify checks proxy midstreams; it cannot check a relocated one yet",
-            file="--verify",
-            hint="drop --verify; build the midstream with kubectl kustomize DIR",
-        )
     if args.resolve and args.offline:
         raise InputError(
             "--resolve looks digests up in registries", file="--resolve", hint="drop --offline"

@@ -54,6 +54,7 @@ from ._placement import covering_placement
 from ._plan import Plan, Rename
 from ._reference import ImageRef
 from ._registry._pull import Login, PullCredentials, registry_key
+from ._relocate import COPY_PLAN_FILE
 from ._schema import Pruner, crd_names, pruner_for
 
 __all__ = ["VerifyResult", "kustomize_build", "kustomize_command", "verify_midstream"]
@@ -350,6 +351,25 @@ class _Checker:
         self.pull_hosts: set[str] = set()
         self.pull_logins: dict[str, Login] = {}
 
+    def relocated_host(self) -> str | None:
+        """The customer registry of a relocated midstream (``rewrite --registry``): from the
+        plan, else from the ``copy-plan.json`` written beside the kustomization; None for a
+        proxy midstream. Its pull secret holds the customer's login, not the license."""
+        if self.plan is not None:
+            relocation = getattr(self.plan, "relocation", None)
+            if relocation is None:
+                return None
+            return str(relocation.registry).partition("/")[0].lower()
+        path = self.directory / COPY_PLAN_FILE
+        if not path.is_file():
+            return None
+        try:
+            host = json.loads(path.read_text(encoding="utf-8")).get("registryHost")
+        except (OSError, ValueError, AttributeError) as exc:
+            self.problem(f"{self.shown(COPY_PLAN_FILE)}: cannot read it: {exc}")
+            return None
+        return host.lower() if isinstance(host, str) and host else None
+
     def shown(self, file: str) -> str:
         """A file of the midstream as the user can open it (the directory as they gave it)."""
         return shown_path(str(self.directory), file)
@@ -476,7 +496,10 @@ class _Checker:
         """Check every pull secret; return the hosts its auths cover."""
         hosts: set[str] = set()
         required = {_domain(r.new_name) for r in renames}
-        if self.plan is not None:
+        relocated = self.relocated_host()
+        if relocated is not None:
+            required = {relocated}
+        elif self.plan is not None:
             required = {h.lower() for h in self.plan.options.replicated_hosts}
         found = [o for o in built if o.get("kind") == "Secret" and _key(o)[3] == secret]
         self.secrets = len(found)
@@ -511,6 +534,9 @@ class _Checker:
                     self.problem(f"{where}: auths {host} is not a mapping")
                     continue
                 password = entry.get("password")
+                if relocated is not None and str(host).lower() == relocated:
+                    self.check_customer_login(where, str(host), entry)
+                    continue
                 if entry.get("username") != "LICENSE_ID":
                     self.problem(f"{where}: auths {host} username is not LICENSE_ID")
                 if not isinstance(password, str) or not password:
@@ -524,6 +550,20 @@ class _Checker:
                         f"{where}: auths {host} auth is not base64 of LICENSE_ID:<password>"
                     )
         return hosts | required
+
+    def check_customer_login(self, where: str, host: str, entry: dict[str, Any]) -> None:
+        """A relocated midstream's auths entry: the customer's username and password, and
+        ``auth`` the base64 of ``username:password`` (what the kubelet sends)."""
+        username, password = entry.get("username"), entry.get("password")
+        if not isinstance(username, str) or not username:
+            self.problem(f"{where}: auths {host} has no username")
+            return
+        if not isinstance(password, str) or not password:
+            self.problem(f"{where}: auths {host} has no password")
+            return
+        good = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+        if entry.get("auth") != good:
+            self.problem(f"{where}: auths {host} auth is not base64 of <username>:<password>")
 
     def collect_pulls(self, built: list[dict[str, Any]], hosts: set[str]) -> None:
         """The images a pull check asks for, and the logins it uses (see :class:`VerifyResult`)."""

@@ -148,8 +148,10 @@ def test_cli_relocation_usage_errors(tmp_path: Path, monkeypatch: pytest.MonkeyP
     auth = str(FIXTURES / "auth.json")
     code, _, err = _run(*_rewrite_args(tmp_path, "--registry-auth", auth))
     assert code == 2 and "--registry-auth: needs --registry" in err
-    code, _, err = _run(*_rewrite_args(tmp_path, "--registry", "r.example.com", "--verify"))
-    assert code == 2 and "--verify" in err
+    # rewrite --registry --verify checks the relocated midstream (the customer's login).
+    verified = _rewrite_args(tmp_path, "--registry", "reg.example.com/acme", "--verify")
+    code, _, err = _run(*verified, "--registry-auth", auth, "--out", str(tmp_path / "verified"))
+    assert code == 0 and "verify: " in err and ": ok: " in err, err
     code, _, err = _run(
         *_rewrite_args(tmp_path, "--registry", "missing.example.com/x", "--registry-auth", auth)
     )

@@ -131,6 +131,12 @@ def test_relocation_golden(case: str, tmp_path: Path) -> None:
     assert plan["registry"] == registry and plan["layout"] == ("flat" if flat else "nested")
     destination = {s: e["destination"] for e in plan["images"] for s in e["sources"]}
 
+    # verify accepts a relocated midstream: the customer's login, not the license, in the secret.
+    verify_out, verify_err = io.StringIO(), io.StringIO()
+    assert main(["verify", str(out)], stdout=verify_out, stderr=verify_err) == 0, (
+        verify_out.getvalue() + verify_err.getvalue()
+    )
+
     # The built midstream, object by object and container by container, against the base.
     base = {_key(o): o for o in _build(out / "base")}  # the snapshot of the input
     built = {_key(o): o for o in _build(out)}

@@ -284,6 +284,35 @@ def test_copy_registry_to_registry(
     assert statuses == ["copied"] * 5, err
     assert_pullable(sources, midstream, plan, reg.host)
 
+    # verify --pull with the midstream's own secret (the customer's login, not the license):
+    # every built image pullable from the customer registry, and nothing else asked.
+    code, out, err = _cli(
+        "verify", str(midstream), "--pull", "--format", "json", "--insecure-registry", reg.host
+    )
+    assert code == 0, out + err
+    doc = json.loads(out)
+    assert doc["ok"] is True and doc["problems"] == []
+    pulled = {entry["image"]: entry["status"] for entry in doc["pull"]}
+    assert set(pulled) == {e["destination"] for e in plan["images"]}
+    assert set(pulled.values()) == {"pullable"}
+    # A wrong password in the secret is denied at the customer registry.
+    for secret in midstream.glob("pull-secret*.yaml"):
+        text = secret.read_text()
+        config = YAML(typ="safe", pure=True).load(text)
+        raw = json.loads(base64.b64decode(config["data"][".dockerconfigjson"]))
+        for entry in raw["auths"].values():
+            entry["password"] = "wrong"
+            entry["auth"] = base64.b64encode(f"{entry['username']}:wrong".encode()).decode()
+        config["data"][".dockerconfigjson"] = base64.b64encode(json.dumps(raw).encode()).decode()
+        buf = io.StringIO()
+        YAML().dump(config, buf)
+        secret.write_text(buf.getvalue())
+    code, out, err = _cli(
+        "verify", str(midstream), "--pull", "--format", "json", "--insecure-registry", reg.host
+    )
+    assert code == 1, out + err
+    assert {e["status"] for e in json.loads(out)["pull"]} == {"denied"}
+
     # Resumable: a second run finds every image present with its digest and copies nothing.
     code, statuses, err = _copy(
         sources, midstream, "--authfile", str(auth), "--insecure-registry", reg.host
