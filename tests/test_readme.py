@@ -92,6 +92,18 @@ def test_setup_commands_stay_first() -> None:
     assert "scripts/setup" in block and "scripts/test" in block
 
 
+def test_ci_runs_exactly_the_readme_commands() -> None:
+    """.ci/run is the README's two commands, nothing more and nothing less."""
+    text = README.read_text()
+    first = text.index("```sh\n")
+    block = text[first + 6 : text.index("```\n", first + 6)]
+    readme = [line.split("#")[0].split() for line in block.splitlines()]
+    readme = [words for words in readme if words]
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    commands = [line.split() for line in ci if line.startswith("bash ")]
+    assert [words[1:] for words in commands] == readme
+
+
 def test_python_example_runs(tmp_path: Path) -> None:
     (code,) = readme_blocks(README.read_text(), "python")
     demo = tmp_path / "demo" / "acme"
