@@ -470,3 +470,15 @@ def test_a_registry_wide_challenge_scope_is_asked_by_every_repository(
     assert sorted(s for scopes in service.asked for s in scopes if s != "aws") == [
         f"repository:team/app{i}:pull" for i in range(6)
     ]
+
+
+@pytest.mark.parametrize("field", ["concurrency", "per_registry"])
+def test_limits_below_one_are_refused_by_the_prober_and_the_pull_check(field: str) -> None:
+    from kotsrewrite import InputError, ProbeOptions, Prober
+    from kotsrewrite._registry._pull import PullChecker
+
+    bad = ProbeOptions(**{field: 0})
+    for build in (Prober, PullChecker):
+        with pytest.raises(InputError, match="must be at least 1"):
+            build(bad)
+    assert ProbeOptions().checked() == ProbeOptions()

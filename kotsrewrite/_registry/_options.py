@@ -6,6 +6,8 @@ import ipaddress
 
 import attrs
 
+from .._errors import InputError
+
 __all__ = ["ProbeOptions", "insecure_matches"]
 
 
@@ -43,6 +45,16 @@ class ProbeOptions:
     max_body: int = 64 * 1024
     """Bytes read at most from any response body."""
     max_redirects: int = 5
+
+    def checked(self) -> ProbeOptions:
+        """These options, or :class:`~kotsrewrite.InputError` when a concurrency limit is
+        below 1 (what the prober and the pull check take)."""
+        if self.concurrency < 1 or self.per_registry < 1:
+            raise InputError(
+                "concurrency limits (concurrency, per_registry) must be at least 1",
+                hint="give positive numbers",
+            )
+        return self
 
 
 def insecure_matches(host: str, insecure: frozenset[str]) -> bool:

@@ -31,7 +31,6 @@ import attrs
 import httpx
 
 from .._auth import is_forbidden_address
-from .._errors import InputError
 from .._model import Cause, ProbeResult, ProbeStep
 from .._reference import ImageRef
 from ._evidence import ProbeLog, describe, result
@@ -78,12 +77,7 @@ class Prober:
         client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.options = options or ProbeOptions()
-        if self.options.concurrency < 1 or self.options.per_registry < 1:
-            raise InputError(
-                "concurrency limits (concurrency, per_registry) must be at least 1",
-                hint="give positive numbers",
-            )
+        self.options = (options or ProbeOptions()).checked()
         self._own_client = client is None
         own_network: PerOriginTransport | None = None
         if client is None:

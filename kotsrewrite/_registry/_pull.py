@@ -245,12 +245,7 @@ class PullChecker:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.options = options or ProbeOptions()
-        if self.options.concurrency < 1 or self.options.per_registry < 1:
-            raise InputError(
-                "concurrency limits (concurrency, per_registry) must be at least 1",
-                hint="give positive numbers",
-            )
+        self.options = (options or ProbeOptions()).checked()
         verify = ssl_context(self.options)
         own: PerOriginTransport | None = None
         if transport is None:
