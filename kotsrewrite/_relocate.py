@@ -387,6 +387,8 @@ def relocate_plan(
             if not use.slot.rewritten_by_default
         }
     )
+    final = tuple(dict.fromkeys(warnings))
+    known = {str(d.get("message")): d for d in plan.warning_details}
     return RelocationPlan(
         options=options,
         decisions=tuple(decisions[ref] for ref in sorted(decisions)),
@@ -395,7 +397,10 @@ def relocate_plan(
         secrets=tuple(secrets),
         field_specs=tuple(field_specs),
         unmanaged=plan.unmanaged,
-        warnings=tuple(dict.fromkeys(warnings)),
+        warnings=final,
+        warning_details=tuple(
+            known.get(w, {"code": "other", "message": w}) for w in final
+        ),  # one structured entry per warning, as the proxy plan's
         unplaced=tuple(unplaced),
         unchecked=tuple(unchecked),
         relocation=relocation,

@@ -279,3 +279,29 @@ def test_copies_run_concurrently_within_the_bound(tmp_path: Path) -> None:
     # Tag-only images stop at the source inspection; pinned ones also try the copy.
     assert len(counts) == 7 + 2 * 2
     assert max(counts) == 3
+
+
+def test_relocated_report_has_one_warning_detail_per_warning(tmp_path: Path) -> None:
+    """The relocated plan keeps the proxy plan's structured warnings (issue 21's contract:
+    one ``warningDetails`` entry per warning, same order)."""
+    from kotsrewrite import RegistryCredentials, RelocationOptions, RewriteOptions, rewrite
+
+    base = tmp_path / "app.yaml"
+    base.write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n"
+        "  containers: [{name: c, image: quay.io/acme/api:1}]\n---\n"
+        "apiVersion: x.example.com/v1\nkind: Op\nmetadata: {name: o}\nspec:\n"
+        "  image: quay.io/acme/op:1\n"
+    )
+    creds = RegistryCredentials(host="reg.example.com", username="u", password="p")
+    result = rewrite(
+        base,
+        RewriteOptions(app_slug="acme", license_id="LIC-1", proxy_all=True),
+        out=tmp_path / "out",
+        dry_run=True,
+        relocation=RelocationOptions(registry="reg.example.com/acme", credentials=creds),
+    )
+    report = result.report
+    assert report["warnings"], "the unmanaged Op image should be warned about"
+    assert [d["message"] for d in report["warningDetails"]] == report["warnings"]
+    assert report["warningDetails"][0]["code"] == "unmanaged-field"
