@@ -171,6 +171,15 @@ class _FastEmitter:
             _SCALARS.clear()
         self._scalars = _SCALARS
         self.lines: list[str] = []
+        self._seen: set[int] = set()
+
+    def enter(self, container: object) -> None:
+        """A collection seen twice is shared: ruamel writes an anchor and an alias for it,
+        which this emitter does not, so it declines (:class:`_Unsupported`)."""
+        key = id(container)
+        if key in self._seen:
+            raise _Unsupported("shared collection")
+        self._seen.add(key)
 
     def scalar(self, text: str) -> str:
         """``text`` as ruamel writes it with :func:`_represent_str`: plain, single quoted when
@@ -201,6 +210,7 @@ class _FastEmitter:
     def mapping(self, data: dict[Any, Any], indent: int) -> None:
         if not data:
             raise _Unsupported("empty mapping")
+        self.enter(data)
         pad = " " * indent
         for key, value in data.items():
             if type(key) is not str or len(key) >= _MAX_KEY or "\n" in key:
@@ -219,6 +229,8 @@ class _FastEmitter:
                 self.lines.append(head)
                 self.sequence(value, indent)
             elif kind in _FLOW:
+                if kind is dict or kind is list:
+                    self.enter(value)
                 self.lines.append(f"{head} {_FLOW[kind](value)}")
             elif value is None:
                 self.lines.append(head)
@@ -228,6 +240,7 @@ class _FastEmitter:
     def sequence(self, data: list[Any], indent: int) -> None:
         if not data:
             raise _Unsupported("empty sequence")
+        self.enter(data)
         pad = " " * indent
         for item in data:
             kind = type(item)
@@ -238,6 +251,8 @@ class _FastEmitter:
                 self.mapping(item, indent + 2)
                 self.lines[first] = f"{pad}- {self.lines[first][indent + 2 :]}"
             elif kind in _FLOW and not (kind is list and item):
+                if kind is dict or kind is list:
+                    self.enter(item)
                 self.lines.append(f"{pad}- {_FLOW[kind](item)}")
             elif item is None:
                 self.lines.append(f"{pad}- ")

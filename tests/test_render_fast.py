@@ -133,3 +133,22 @@ def test_every_word_dumps_identically_as_key_value_and_item() -> None:
         for data in ({"k": word}, {word: "v"}, ["x", word], {"k": [word, 1, None, {}, True]}):
             fast = _render._fast_dump(data, _render._yaml())
             assert fast is None or fast == _ruamel(data), data
+
+
+def test_shared_collections_are_left_to_ruamel() -> None:
+    """A collection used twice (a YAML alias in the input, or shared by the caller) gets an
+    anchor and an alias from ruamel; the fast path declines it and dump_yaml gives ruamel's
+    bytes (found by hypothesis in CI: ``{'yes': [{}], 'no': {}}`` with one shared ``{}``)."""
+    empty: dict[str, Any] = {}
+    full = {"a": "b"}
+    items = ["x"]
+    for data in (
+        {"yes": [empty], "no": empty},
+        {"one": full, "two": full},
+        {"one": items, "two": items},
+        [items, items],
+        {"k": [full, full]},
+    ):
+        assert _render._fast_dump(data, _render._yaml()) is None
+        assert _render.dump_yaml(data) == _ruamel(data)
+        assert "&id001" in _ruamel(data)
