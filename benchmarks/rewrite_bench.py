@@ -47,7 +47,7 @@ from tests.peak_rss import run_measured  # noqa: E402
 REGISTRIES = [
     "quay.io/bench",
     "ghcr.io/bench-org",
-    "registry.example.com:5000/team",
+    "registry.example.com/team",  # no port: a private image on HOST:PORT cannot be proxied
     "123456789012.dkr.ecr.us-east-1.amazonaws.com",
     "docker.io/benchlib",
 ]
