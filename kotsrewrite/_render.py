@@ -31,7 +31,6 @@ import os
 import posixpath
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -87,8 +86,17 @@ def _represent_str(representer: RoundTripRepresenter, data: str) -> Any:
 _NO_FOLDING = 2**62
 
 
+class _PureYAML(YAML):
+    """ruamel's YAML without its plug-in search: ``YAML()`` globs its package directory for
+    ``*/__plug_in__.py`` on every construction (none ship with ruamel.yaml), which would
+    make rendering list a directory."""
+
+    def official_plug_ins(self) -> list[str]:
+        return []
+
+
 def _yaml() -> YAML:
-    yaml = YAML(typ="rt", pure=True)
+    yaml = _PureYAML(typ="rt", pure=True)
     yaml.width = _NO_FOLDING
     yaml.indent(mapping=2, sequence=2, offset=0)
     yaml.representer.add_representer(str, _represent_str)
@@ -170,7 +178,16 @@ class _FastEmitter:
         if len(_SCALARS) > _SCALARS_MAX:
             _SCALARS.clear()
         self._scalars = _SCALARS
+        self._containers: set[int] = set()
         self.lines: list[str] = []
+
+    def once(self, container: Any) -> None:
+        """:class:`_Unsupported` for a dict or list met before in this document: ruamel
+        writes an anchor and an alias for an object that appears twice."""
+        key = id(container)
+        if key in self._containers:
+            raise _Unsupported("an object that appears twice (ruamel writes an alias)")
+        self._containers.add(key)
 
     def scalar(self, text: str) -> str:
         """``text`` as ruamel writes it with :func:`_represent_str`: plain, single quoted when
@@ -201,6 +218,7 @@ class _FastEmitter:
     def mapping(self, data: dict[Any, Any], indent: int) -> None:
         if not data:
             raise _Unsupported("empty mapping")
+        self.once(data)
         pad = " " * indent
         for key, value in data.items():
             if type(key) is not str or len(key) >= _MAX_KEY or "\n" in key:
@@ -219,6 +237,8 @@ class _FastEmitter:
                 self.lines.append(head)
                 self.sequence(value, indent)
             elif kind in _FLOW:
+                if kind is dict or kind is list:
+                    self.once(value)
                 self.lines.append(f"{head} {_FLOW[kind](value)}")
             elif value is None:
                 self.lines.append(head)
@@ -228,6 +248,7 @@ class _FastEmitter:
     def sequence(self, data: list[Any], indent: int) -> None:
         if not data:
             raise _Unsupported("empty sequence")
+        self.once(data)
         pad = " " * indent
         for item in data:
             kind = type(item)
@@ -238,6 +259,8 @@ class _FastEmitter:
                 self.mapping(item, indent + 2)
                 self.lines[first] = f"{pad}- {self.lines[first][indent + 2 :]}"
             elif kind in _FLOW and not (kind is list and item):
+                if kind is dict or kind is list:
+                    self.once(item)
                 self.lines.append(f"{pad}- {_FLOW[kind](item)}")
             elif item is None:
                 self.lines.append(f"{pad}- ")
@@ -312,6 +335,34 @@ def _base_copy_name(base: Base, name: str) -> str:
     return posixpath.normpath(name.replace(os.sep, "/"))
 
 
+def _relative_base(base: Base, out_dir: str | os.PathLike[str]) -> str:
+    """A kustomization input's path relative to ``out_dir`` (``/``-separated), by path
+    arithmetic on absolute paths only (:func:`os.path.relpath` consults the current
+    directory for a relative one)."""
+    root, out = os.fspath(base.root or ""), os.fspath(out_dir)
+    if not (os.path.isabs(root) and os.path.isabs(out)):
+        raise ValueError(
+            "render_plan names a kustomization input relative to out_dir: give both"
+            f" base.root ({root!r}) and out_dir ({out!r}) as absolute paths"
+            " (e.g. Path(...).resolve())"
+        )
+    return os.path.relpath(root, out).replace(os.sep, "/")
+
+
+def _snapshot_texts(base: Base, base_texts: Mapping[str, str] | None) -> Mapping[str, str]:
+    """The texts to snapshot into ``base/``: stdin's from ``base``, any other's given."""
+    if base.mode == "stdin":
+        return {_STDIN_FILE: base.text or ""}
+    missing = [name for name in base.files if base_texts is None or name not in base_texts]
+    if base_texts is None or missing:
+        raise ValueError(
+            "render_plan snapshots a plain directory or file into base/ from base_texts:"
+            f" give the text of every file (missing: {', '.join(missing)});"
+            " read_base_texts(base) reads them"
+        )
+    return base_texts
+
+
 def render_plan(
     plan: Plan,
     base: Base,
@@ -321,18 +372,25 @@ def render_plan(
 ) -> dict[str, str]:
     """The midstream files: ``{path relative to out_dir: text}``, sorted by path.
 
-    ``out_dir`` is only used to write a kustomization input as a path relative to it;
-    ``base_texts`` are the texts snapshotted into ``base/`` for any other input (read with
-    :func:`read_base_texts` when not given). The pull secrets hold the
-    license ID: write them with mode 0600 (see :func:`is_secret_file`).
+    Pure: it reads no file and asks the file system nothing. What it needs comes from the
+    caller:
+
+    * a kustomization input is named by its path relative to ``out_dir``, computed from
+      ``out_dir`` and :attr:`Base.root` by path arithmetic alone: both must then be absolute,
+      with symlinks resolved where they matter (``Path(...).resolve()``), else
+      :class:`ValueError`;
+    * a plain directory or a single file is snapshotted into ``base/`` from ``base_texts``
+      (``{file: text}`` for every name in :attr:`Base.files`; :func:`read_base_texts` reads
+      them), else :class:`ValueError`; stdin's text is :attr:`Base.text`.
+
+    The pull secrets hold the license ID: write them with mode 0600 (see
+    :func:`is_secret_file`).
     """
     files: dict[str, str] = {}
     if base.mode == "kustomize":
-        assert base.root is not None
-        rel = os.path.relpath(Path(base.root).resolve(), Path(out_dir).resolve())
-        base_ref = rel.replace(os.sep, "/")
+        base_ref = _relative_base(base, out_dir)
     else:
-        texts = dict(base_texts) if base_texts is not None else read_base_texts(base)
+        texts = _snapshot_texts(base, base_texts)
         copied: list[str] = []
         for name in base.files if base.mode != "stdin" else (_STDIN_FILE,):
             target = _base_copy_name(base, name)
