@@ -38,7 +38,7 @@ from ._kustomize_images import (
     spellings,
     tag_qualified,
 )
-from ._kustomize_images import name_matches as kustomize_image_matches
+from ._kustomize_images import name_matches as kustomize_image_matches  # the former name
 from ._model import (
     EXPIRED,
     Document,
