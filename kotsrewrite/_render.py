@@ -178,16 +178,16 @@ class _FastEmitter:
         if len(_SCALARS) > _SCALARS_MAX:
             _SCALARS.clear()
         self._scalars = _SCALARS
-        self._containers: set[int] = set()
         self.lines: list[str] = []
+        self._seen: set[int] = set()
 
-    def once(self, container: Any) -> None:
-        """:class:`_Unsupported` for a dict or list met before in this document: ruamel
-        writes an anchor and an alias for an object that appears twice."""
+    def enter(self, container: object) -> None:
+        """A collection seen twice is shared: ruamel writes an anchor and an alias for it,
+        which this emitter does not, so it declines (:class:`_Unsupported`)."""
         key = id(container)
-        if key in self._containers:
-            raise _Unsupported("an object that appears twice (ruamel writes an alias)")
-        self._containers.add(key)
+        if key in self._seen:
+            raise _Unsupported("shared collection")
+        self._seen.add(key)
 
     def scalar(self, text: str) -> str:
         """``text`` as ruamel writes it with :func:`_represent_str`: plain, single quoted when
@@ -218,7 +218,7 @@ class _FastEmitter:
     def mapping(self, data: dict[Any, Any], indent: int) -> None:
         if not data:
             raise _Unsupported("empty mapping")
-        self.once(data)
+        self.enter(data)
         pad = " " * indent
         for key, value in data.items():
             if type(key) is not str or len(key) >= _MAX_KEY or "\n" in key:
@@ -238,7 +238,7 @@ class _FastEmitter:
                 self.sequence(value, indent)
             elif kind in _FLOW:
                 if kind is dict or kind is list:
-                    self.once(value)
+                    self.enter(value)
                 self.lines.append(f"{head} {_FLOW[kind](value)}")
             elif value is None:
                 self.lines.append(head)
@@ -248,7 +248,7 @@ class _FastEmitter:
     def sequence(self, data: list[Any], indent: int) -> None:
         if not data:
             raise _Unsupported("empty sequence")
-        self.once(data)
+        self.enter(data)
         pad = " " * indent
         for item in data:
             kind = type(item)
@@ -260,7 +260,7 @@ class _FastEmitter:
                 self.lines[first] = f"{pad}- {self.lines[first][indent + 2 :]}"
             elif kind in _FLOW and not (kind is list and item):
                 if kind is dict or kind is list:
-                    self.once(item)
+                    self.enter(item)
                 self.lines.append(f"{pad}- {_FLOW[kind](item)}")
             elif item is None:
                 self.lines.append(f"{pad}- ")
