@@ -55,8 +55,10 @@ def main(argv: list[str]) -> int:
     for warning in plan.warnings:
         print(f"  warning: {warning}")
 
-    # 4. Render the midstream files in memory (pure): {relative path: text}.
-    files = kotsrewrite.render_plan(plan, base, out_dir=out)
+    # 4. Render the midstream files in memory (pure: render_plan reads nothing, so the texts
+    #    of the manifest files it copies into base/ are read first): {relative path: text}.
+    texts = kotsrewrite.read_base_texts(base)
+    files = kotsrewrite.render_plan(plan, base, out_dir=out, base_texts=texts)
     print("midstream files:", ", ".join(f for f in files if not f.startswith("base/")))
     print("base snapshot:", ", ".join(f for f in files if f.startswith("base/")))
 

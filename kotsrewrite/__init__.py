@@ -12,7 +12,8 @@ Typical use, step by step (each step is a pure function but probing and writing)
     results = kotsrewrite.probe_sync(inventory.images)         # ProbeResult: verdict + evidence
     options = kotsrewrite.RewriteOptions(app_slug="my-app", license_id="...")
     plan = kotsrewrite.build_plan(inventory, results, options) # Plan: renames, patches, secrets
-    files = kotsrewrite.render_plan(plan, base, out_dir="midstream")  # {path: text}
+    texts = kotsrewrite.read_base_texts(base)                  # the files to copy into base/
+    files = kotsrewrite.render_plan(plan, base, out_dir="midstream", base_texts=texts)
     kotsrewrite.write_output(files, "midstream")               # atomic
 
 or all at once: ``kotsrewrite.rewrite("manifests/", options)`` -> :class:`RewriteResult`.
@@ -94,7 +95,7 @@ from ._relocate import (
     read_registry_auth,
     relocate_plan,
 )
-from ._render import render_plan
+from ._render import read_base_texts, render_plan
 from ._report import build_report, load_known_images
 from ._rewrite import RewriteResult, rewrite
 from ._verify import VerifyResult, kustomize_build, kustomize_command, verify_midstream
@@ -180,6 +181,7 @@ __all__ = [
     "probe_sync",
     "pull_check",
     "pull_check_sync",
+    "read_base_texts",
     "read_registry_auth",
     "relocate_plan",
     "render_plan",

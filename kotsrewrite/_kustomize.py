@@ -33,6 +33,7 @@ from ruamel.yaml.error import YAMLError
 from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from ._errors import InputError
+from ._kustomize_images import split_image
 from ._manifests import (
     KUSTOMIZATION_FILES,
     Limits,
@@ -119,18 +120,6 @@ def _line_of(text: str, index: int) -> int:
     return text.count("\n", 0, index) + 1
 
 
-def _split_image(image: str) -> tuple[str, str | None, str | None]:
-    """(repository, tag, digest) of a reference as written."""
-    digest = None
-    if "@" in image:
-        image, digest = image.split("@", 1)
-    tag = None
-    colon = image.rfind(":")
-    if colon > image.rfind("/"):
-        image, tag = image[:colon], image[colon + 1 :]
-    return image, tag, digest
-
-
 @attrs.frozen
 class _ImageEntry:
     name: str
@@ -143,7 +132,7 @@ class _ImageEntry:
         """Whether this ``images`` entry would leave ``image`` as it is."""
         if self.new_name is None and self.new_tag is None and self.digest is None:
             return False
-        repo, tag, digest = _split_image(image)
+        repo, tag, digest = split_image(image)  # as kustomize splits what it matches
         if repo != (self.new_name if self.new_name is not None else self.name):
             return False
         if self.new_tag is not None and tag != self.new_tag:

@@ -19,7 +19,7 @@ import functools
 import json
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 import attrs
@@ -27,6 +27,18 @@ import jsonpatch
 from jsonpointer import JsonPointer, JsonPointerException
 
 from ._errors import InputError, PolicyError
+from ._kustomize_images import (
+    ANY,
+    Rename,
+    RenameEntry,
+    apply_renames,
+    finish_renames,
+    quote_meta,
+    simple_pattern,
+    spellings,
+    tag_qualified,
+)
+from ._kustomize_images import name_matches as kustomize_image_matches  # the former name
 from ._model import (
     EXPIRED,
     Document,
@@ -212,84 +224,6 @@ class ImageDecision:
         return out
 
 
-def kustomize_image_matches(image: str, name: str) -> bool:
-    """Whether a kustomize ``images`` entry with ``name`` matches ``image``.
-
-    kustomize v5 compiles ``^<name>(:tag)?(@alg:digest)?$`` as a regular expression without
-    escaping ``name`` (so ``.`` matches any character); this mirrors it.
-    """
-    pattern = _image_pattern(name)
-    return pattern is not None and pattern.match(image) is not None
-
-
-@functools.lru_cache(maxsize=4096)
-def _image_pattern(name: str) -> re.Pattern[str] | None:
-    try:
-        return re.compile(
-            "^" + name + r"(:[a-zA-Z0-9_.{}-]*)?(@[a-zA-Z][a-zA-Z0-9]*:[a-zA-Z0-9_.{}-]*)?$"
-        )
-    except re.error:
-        return None
-
-
-def _split_image(image: str) -> tuple[str, str, str]:
-    """kustomize's ``image.Split``: (name, tag, digest)."""
-    slash = image.find("/")
-    search, offset = (image[slash:], slash) if slash > 0 else (image, 0)
-    at, colon = search.find("@"), search.find(":")
-    if colon < 0 and at < 0:
-        return image, "", ""
-    if at >= 0 and (at < colon or colon < 0):
-        return image[: at + offset], "", image[at + offset + 1 :]
-    if at >= 0 and colon >= 0:
-        return (
-            image[: colon + offset],
-            image[colon + offset + 1 : at + offset],
-            image[at + offset + 1 :],
-        )
-    return image[: colon + offset], image[colon + offset + 1 :], ""
-
-
-def _renamed(image: str, new_name: str) -> str:
-    """``image`` renamed by a matching entry: ``new_name`` with the image's tag and digest."""
-    _, tag, digest = _split_image(image)
-    out = new_name
-    if tag:
-        out += f":{tag}"
-    if digest:
-        out += f"@{digest}"
-    return out
-
-
-def _quote_meta(text: str) -> str:
-    """Go's ``regexp.QuoteMeta`` for the characters an image name can hold."""
-    return re.sub(r"([\\.+*?()|\[\]{}^$])", r"\\\1", text)
-
-
-@attrs.frozen(order=True)
-class Rename:
-    """One kustomize ``images`` entry: ``name`` + ``newName`` only (never a tag or digest)."""
-
-    name: str
-    """As written in the kustomization; kustomize reads it as a regular expression, so a
-    ``.`` is escaped (``quay\\.io/...``) only where it would otherwise match another image."""
-    new_name: str
-
-    def matches(self, image: str) -> bool:
-        """Whether kustomize applies this entry to ``image``."""
-        return kustomize_image_matches(image, self.name)
-
-    def apply(self, image: str) -> str:
-        """``image`` after this entry (unchanged when it does not match)."""
-        if not self.matches(image):
-            return image
-        return _renamed(image, self.new_name)
-
-    def to_json(self) -> dict[str, str]:
-        """The kustomization ``images`` entry."""
-        return {"name": self.name, "newName": self.new_name}
-
-
 @attrs.frozen
 class PatchTarget:
     """The exact kustomize patch target of one object."""
@@ -426,9 +360,7 @@ class Plan:
 
     def rename_image(self, image: str) -> str:
         """Apply the ``images`` entries to one image string, in order, as kustomize does."""
-        for rename in self.renames:
-            image = rename.apply(image)
-        return image
+        return apply_renames(image, self.renames)
 
     def docker_config_json(self) -> str:
         """The ``.dockerconfigjson`` of the pull secret (compact JSON, sorted keys)."""
@@ -537,25 +469,20 @@ def is_replicated(ref: ImageRef, options: RewriteOptions) -> bool:
     )
 
 
-def _suffix(ref: ImageRef) -> str:
-    out = f":{ref.tag}" if ref.tag is not None else ""
-    return out + (f"@{ref.digest}" if ref.digest is not None else "")
-
-
 def _proxy_name(ref: ImageRef, options: RewriteOptions) -> str:
     return f"{options.proxy_host}/proxy/{options.app_slug}/{ref.normalized_name}"
 
 
 def _renames_for(
     decisions: Mapping[ImageRef, ImageDecision], options: RewriteOptions
-) -> tuple[list[tuple[str, str, frozenset[str]]], list[str]]:
-    """Candidate (name, newName, intended images) entries, plus refs that must be proxied
+) -> tuple[list[RenameEntry], list[str]]:
+    """Candidate entries (see :data:`RenameEntry`), plus refs that must be proxied
     because kustomize cannot tell them apart from a proxied tag of their repository."""
     by_repo: dict[str, list[ImageDecision]] = defaultdict(list)
     for d in decisions.values():
         if d.action is not Action.SECRET_ONLY:
             by_repo[d.image.normalized_name].append(d)
-    entries: list[tuple[str, str, frozenset[str]]] = []
+    entries: list[RenameEntry] = []
     escalate: list[str] = []
     for repo in sorted(by_repo):
         group = by_repo[repo]
@@ -569,121 +496,32 @@ def _renames_for(
             escalate.extend(d.image.original for d in group if d.action is not Action.PROXY)
             uniform = True
         if uniform:
-            # Only the spellings the base uses (kustomize matches names as written, and each
-            # entry costs it a pass over every object).
-            spellings = sorted({d.image.name for d in group})
+            names = spellings(d.image for d in group)
             intended = frozenset(d.image.original for d in group)
             new_name = proxied[0].new_name
             assert new_name is not None
-            entries.extend((s, new_name, intended) for s in spellings)
+            entries.extend((s, new_name, intended) for s in names)
         else:
             for d in proxied:
                 assert d.new_name is not None
-                entries.append(
-                    (d.image.name + _suffix(d.image), d.new_name, frozenset({d.image.original}))
-                )
+                entries.append((tag_qualified(d.image), d.new_name, frozenset({d.image.original})))
     return entries, escalate
 
 
 def _finish_renames(
-    entries: list[tuple[str, str, frozenset[str]]],
+    entries: list[RenameEntry],
     decisions: Mapping[ImageRef, ImageDecision],
 ) -> tuple[tuple[Rename, ...], list[str]]:
     """Escape names that would match other images; return the renames and the references
     that still get renamed although kept (to be proxied)."""
-    images = [ref.original for ref in decisions]
-    # Which images could reach each entry: the originals not yet renamed.
-    catches_other = [False] * len(entries)
-    entry_index = RenameIndex([name for name, _, _ in entries])
-    for image in images:
-        for pos in entry_index.matching(image):
-            if image not in entries[pos][2]:
-                catches_other[pos] = True
-    renames: list[Rename] = []
-    for (name, new_name, _), escape in zip(entries, catches_other, strict=True):
-        renames.append(Rename(name=_quote_meta(name) if escape else name, new_name=new_name))
-    renames = sorted(set(renames), key=lambda r: (r.name.replace("\\", ""), r.name))
-    wrong: list[str] = []
-    index = RenameIndex([r.name for r in renames])
-    for ref, d in decisions.items():
-        out = index.rename(ref.original, renames)
-        if out != d.new_image:
-            if d.action is Action.PROXY:  # pragma: no cover - a planner bug, never input
-                raise AssertionError(f"{ref.original} renamed to {out}, not {d.new_image}")
-            wrong.append(ref.original)
-    return tuple(renames), wrong
-
-
-class RenameIndex:
-    """kustomize ``images`` names indexed so that finding the ones matching an image looks at
-    a few candidates, not at every name.
-
-    A name kustomize reads as a regular expression made of literal characters, escaped
-    specials and ``.`` wildcards (every name the planner writes) matches only images whose
-    first ``len`` characters it matches, followed by what its ``(:tag)?(@digest)?$`` takes.
-    So names are grouped by length and wildcard positions, and keyed by their other
-    characters; any other name is checked with its real pattern against every image.
-    """
-
-    #: Candidates looked at, over every instance (a measure of work for tests).
-    checks = 0
-
-    def __init__(self, names: Iterable[str]) -> None:
-        self._names: list[str] = []
-        self._always: list[int] = []
-        # length -> wildcard positions -> name with wildcards as NUL -> positions
-        self._shapes: dict[int, dict[tuple[int, ...], dict[str, list[int]]]] = {}
-        for pos, name in enumerate(names):
-            self._names.append(name)
-            tokens = _simple_pattern(name) if "\0" not in name else None
-            if tokens is None:
-                self._always.append(pos)
-                continue
-            wild = tuple(i for i, token in enumerate(tokens) if token is _ANY)
-            key = "".join("\0" if token is _ANY else token for token in tokens)
-            by_wild = self._shapes.setdefault(len(tokens), {})
-            by_wild.setdefault(wild, {}).setdefault(key, []).append(pos)
-
-    def matching(self, image: str) -> list[int]:
-        """Positions of the names that match ``image``, ascending."""
-        if "\n" in image:  # ``.`` does not match it: leave that to the real patterns
-            candidates = range(len(self._names))
-            RenameIndex.checks += len(self._names)
-            return [p for p in candidates if kustomize_image_matches(image, self._names[p])]
-        out = [p for p in self._always if kustomize_image_matches(image, self._names[p])]
-        checks = len(self._always)
-        ends = {len(image)} | {i for i, ch in enumerate(image) if ch in ":@"}
-        for end in ends:
-            by_wild = self._shapes.get(end)
-            if by_wild is None or _TAG_DIGEST.match(image, end) is None:
-                continue
-            head = image[:end]
-            for wild, keys in by_wild.items():
-                checks += 1
-                key = head
-                if wild:
-                    chars = list(head)
-                    for i in wild:
-                        chars[i] = "\0"
-                    key = "".join(chars)
-                out.extend(keys.get(key, ()))
-        RenameIndex.checks += checks
-        return sorted(out)
-
-    def rename(self, image: str, renames: Sequence[Rename]) -> str:
-        """``image`` after every entry of ``renames`` (the names indexed), in order, as
-        kustomize applies them (:meth:`Plan.rename_image`)."""
-        done = -1
-        while True:
-            later = [pos for pos in self.matching(image) if pos > done]
-            if not later:
-                return image
-            done = later[0]
-            image = _renamed(image, renames[done].new_name)
-
-
-#: What may follow a name in an image kustomize matches it with (its ``(:tag)?(@digest)?$``).
-_TAG_DIGEST = re.compile(r"(:[a-zA-Z0-9_.{}-]*)?(@[a-zA-Z][a-zA-Z0-9]*:[a-zA-Z0-9_.{}-]*)?$")
+    renames, wrong = finish_renames(
+        entries, {ref.original: d.new_image for ref, d in decisions.items()}
+    )
+    proxied = {ref.original for ref, d in decisions.items() if d.action is Action.PROXY}
+    for image in wrong:
+        if image in proxied:  # pragma: no cover - a planner bug, never input
+            raise AssertionError(f"{image} renamed wrongly, not to its decision")
+    return renames, wrong
 
 
 def _verdict_map(results: Iterable[ProbeResult]) -> dict[str, ProbeResult]:
@@ -1117,32 +955,6 @@ def _selects(target: PatchTarget, doc: Any) -> bool:
     )
 
 
-# Characters Python's ``re`` reads as something other than themselves (outside a class).
-_SPECIAL = frozenset(".^$*+?{}[]\\|()")
-_ANY = None  # a wildcard position (unescaped ``.``) in a parsed simple pattern
-
-
-def _simple_pattern(pattern: str) -> list[str | None] | None:
-    """``pattern`` as one token per matched character: the character itself, or ``None`` for
-    an unescaped ``.`` (any character but a newline); ``None`` when the pattern uses any other
-    regular expression feature (or is empty, which matches everything)."""
-    tokens: list[str | None] = []
-    chars = iter(pattern)
-    for ch in chars:
-        if ch == "\\":
-            nxt = next(chars, None)
-            if nxt is None or nxt not in _SPECIAL:
-                return None
-            tokens.append(nxt)
-        elif ch == ".":
-            tokens.append(_ANY)
-        elif ch in _SPECIAL:
-            return None
-        else:
-            tokens.append(ch)
-    return tokens or None
-
-
 class _TargetIndex:
     """The named objects of an inventory indexed by name (and namespace), so that finding
     what a patch target selects looks at a few candidates instead of every object. The index
@@ -1164,16 +976,16 @@ class _TargetIndex:
             self._by_length[len(name)].append(pos)
 
     def _candidates(self, target: PatchTarget) -> Iterable[int]:
-        tokens = _simple_pattern(target.name)
+        tokens = simple_pattern(target.name)
         if tokens is None:
             return range(len(self._docs))
-        if _ANY not in tokens:
+        if ANY not in tokens:
             name = "".join(cast(list[str], tokens))
-            namespace = _simple_pattern(target.namespace or "")
-            if namespace is not None and _ANY not in namespace:
+            namespace = simple_pattern(target.namespace or "")
+            if namespace is not None and ANY not in namespace:
                 return self._by_name_ns.get((name, "".join(cast(list[str], namespace))), ())
             return self._by_name.get(name, ())
-        prefix = "".join(cast(list[str], tokens[: tokens.index(_ANY)]))
+        prefix = "".join(cast(list[str], tokens[: tokens.index(ANY)]))
         return (
             pos
             for pos in self._by_length.get(len(tokens), ())
@@ -1206,9 +1018,7 @@ def _exact_target(
     if target.namespace is None:
         target = attrs.evolve(target, namespace="default")
     if index.first_other(target, patch.resource) is not None:
-        target = attrs.evolve(
-            target, group=_quote_meta(target.group), name=_quote_meta(target.name)
-        )
+        target = attrs.evolve(target, group=quote_meta(target.group), name=quote_meta(target.name))
     other = index.first_other(target, patch.resource)
     if other is not None:
         warnings.append(

@@ -22,9 +22,10 @@ from jsonpointer import JsonPointerException
 from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from ._errors import InputError
+from ._kustomize_images import ANY, RenameIndex, simple_pattern
 from ._manifests import node_to_data, scalar_kind
 from ._model import Base
-from ._plan import _ANY, PatchTarget, Plan, RenameIndex, _simple_pattern
+from ._plan import PatchTarget, Plan
 from ._render import dump_yaml
 
 __all__ = ["dump_documents", "helm_post_render", "post_render"]
@@ -199,8 +200,8 @@ class _NameIndex:
             self._by_name.setdefault(_metadata(obj, "name"), []).append(i)
 
     def candidates(self, target: PatchTarget) -> Iterable[int]:
-        tokens = _simple_pattern(target.name)
-        if tokens is None or _ANY in tokens:
+        tokens = simple_pattern(target.name)
+        if tokens is None or ANY in tokens:
             return range(self._count)
         return self._by_name.get("".join(cast(list[str], tokens)), ())
 

@@ -40,6 +40,7 @@ from typing import Any
 import attrs
 
 from ._errors import InputError
+from ._kustomize_images import RenameEntry, finish_renames, spellings
 from ._model import Inventory
 from ._plan import (
     Action,
@@ -47,7 +48,6 @@ from ._plan import (
     ImageDecision,
     Plan,
     _field_spec_path,
-    _finish_renames,
     _patches,
     _secrets,
 )
@@ -366,13 +366,14 @@ def relocate_plan(
     by_repo: dict[str, list[ImageDecision]] = defaultdict(list)
     for d in decisions.values():
         by_repo[d.image.normalized_name].append(d)
-    entries: list[tuple[str, str, frozenset[str]]] = []
+    entries: list[RenameEntry] = []
     for repo in sorted(by_repo):
         group = by_repo[repo]
         intended = frozenset(d.image.original for d in group)
-        spellings = sorted({d.image.name for d in group})  # only those the base uses
-        entries.extend((s, names[repo], intended) for s in spellings)
-    renames, wrong = _finish_renames(entries, decisions)
+        entries.extend((s, names[repo], intended) for s in spellings(d.image for d in group))
+    renames, wrong = finish_renames(
+        entries, {ref.original: d.new_image for ref, d in decisions.items()}
+    )
     if wrong:  # pragma: no cover - every image is renamed: nothing can be renamed wrongly
         raise AssertionError(f"renamed wrongly: {wrong}")
     warnings = list(plan.warnings)

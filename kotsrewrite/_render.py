@@ -31,7 +31,6 @@ import os
 import posixpath
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -87,8 +86,17 @@ def _represent_str(representer: RoundTripRepresenter, data: str) -> Any:
 _NO_FOLDING = 2**62
 
 
+class _PureYAML(YAML):
+    """ruamel's YAML without its plug-in search: ``YAML()`` globs its package directory for
+    ``*/__plug_in__.py`` on every construction (none ship with ruamel.yaml), which would
+    make rendering list a directory."""
+
+    def official_plug_ins(self) -> list[str]:
+        return []
+
+
 def _yaml() -> YAML:
-    yaml = YAML(typ="rt", pure=True)
+    yaml = _PureYAML(typ="rt", pure=True)
     yaml.width = _NO_FOLDING
     yaml.indent(mapping=2, sequence=2, offset=0)
     yaml.representer.add_representer(str, _represent_str)
@@ -327,6 +335,34 @@ def _base_copy_name(base: Base, name: str) -> str:
     return posixpath.normpath(name.replace(os.sep, "/"))
 
 
+def _relative_base(base: Base, out_dir: str | os.PathLike[str]) -> str:
+    """A kustomization input's path relative to ``out_dir`` (``/``-separated), by path
+    arithmetic on absolute paths only (:func:`os.path.relpath` consults the current
+    directory for a relative one)."""
+    root, out = os.fspath(base.root or ""), os.fspath(out_dir)
+    if not (os.path.isabs(root) and os.path.isabs(out)):
+        raise ValueError(
+            "render_plan names a kustomization input relative to out_dir: give both"
+            f" base.root ({root!r}) and out_dir ({out!r}) as absolute paths"
+            " (e.g. Path(...).resolve())"
+        )
+    return os.path.relpath(root, out).replace(os.sep, "/")
+
+
+def _snapshot_texts(base: Base, base_texts: Mapping[str, str] | None) -> Mapping[str, str]:
+    """The texts to snapshot into ``base/``: stdin's from ``base``, any other's given."""
+    if base.mode == "stdin":
+        return {_STDIN_FILE: base.text or ""}
+    missing = [name for name in base.files if base_texts is None or name not in base_texts]
+    if base_texts is None or missing:
+        raise ValueError(
+            "render_plan snapshots a plain directory or file into base/ from base_texts:"
+            f" give the text of every file (missing: {', '.join(missing)});"
+            " read_base_texts(base) reads them"
+        )
+    return base_texts
+
+
 def render_plan(
     plan: Plan,
     base: Base,
@@ -336,18 +372,25 @@ def render_plan(
 ) -> dict[str, str]:
     """The midstream files: ``{path relative to out_dir: text}``, sorted by path.
 
-    ``out_dir`` is only used to write a kustomization input as a path relative to it;
-    ``base_texts`` are the texts snapshotted into ``base/`` for any other input (read with
-    :func:`read_base_texts` when not given). The pull secrets hold the
-    license ID: write them with mode 0600 (see :func:`is_secret_file`).
+    Pure: it reads no file and asks the file system nothing. What it needs comes from the
+    caller:
+
+    * a kustomization input is named by its path relative to ``out_dir``, computed from
+      ``out_dir`` and :attr:`Base.root` by path arithmetic alone: both must then be absolute,
+      with symlinks resolved where they matter (``Path(...).resolve()``), else
+      :class:`ValueError`;
+    * a plain directory or a single file is snapshotted into ``base/`` from ``base_texts``
+      (``{file: text}`` for every name in :attr:`Base.files`; :func:`read_base_texts` reads
+      them), else :class:`ValueError`; stdin's text is :attr:`Base.text`.
+
+    The pull secrets hold the license ID: write them with mode 0600 (see
+    :func:`is_secret_file`).
     """
     files: dict[str, str] = {}
     if base.mode == "kustomize":
-        assert base.root is not None
-        rel = os.path.relpath(Path(base.root).resolve(), Path(out_dir).resolve())
-        base_ref = rel.replace(os.sep, "/")
+        base_ref = _relative_base(base, out_dir)
     else:
-        texts = dict(base_texts) if base_texts is not None else read_base_texts(base)
+        texts = _snapshot_texts(base, base_texts)
         copied: list[str] = []
         for name in base.files if base.mode != "stdin" else (_STDIN_FILE,):
             target = _base_copy_name(base, name)

@@ -224,7 +224,10 @@ def _rewrite_loaded(
     timings["plan"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    files = render_plan(plan, base, out_dir=output, base_texts=read_base_texts(base))
+    # render_plan is pure: the file texts and the resolved paths come from here.
+    texts = read_base_texts(base)
+    resolved = attrs.evolve(base, root=base.root.resolve()) if base.root is not None else base
+    files = render_plan(plan, resolved, out_dir=output.resolve(), base_texts=texts)
     if copy_plan is not None:
         files = dict(sorted({**files, COPY_PLAN_FILE: copy_plan.dumps()}.items()))
     timings["render"] = time.perf_counter() - mark

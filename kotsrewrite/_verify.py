@@ -50,8 +50,9 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from ._errors import InputError, shown_path
+from ._kustomize_images import Rename, apply_renames, renames_from
 from ._placement import covering_placement
-from ._plan import Plan, Rename
+from ._plan import Plan
 from ._reference import ImageRef
 from ._registry._pull import Login, PullCredentials, registry_key
 from ._relocate import COPY_PLAN_FILE
@@ -400,11 +401,7 @@ class _Checker:
             )
             return
         secret = f"{slug}-registry"
-        renames = [
-            Rename(name=str(e["name"]), new_name=str(e["newName"]))
-            for e in k.get("images") or []
-            if isinstance(e, dict) and e.get("name") and e.get("newName")
-        ]
+        renames = renames_from(k.get("images"))
         try:
             built = _build(self.command, self.directory)
         except _BuildFailed as exc:
@@ -456,9 +453,7 @@ class _Checker:
                     sites.update(_field_sites(obj, spec_path.split("/")))
             for path, image in sites.items():
                 self.images += 1
-                expected = image
-                for rename in renames:
-                    expected = rename.apply(expected)
+                expected = apply_renames(image, renames)
                 if self.plan is not None:
                     with contextlib.suppress(KeyError):
                         expected = self.plan.decision(image).new_image

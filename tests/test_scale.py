@@ -23,8 +23,9 @@ import pytest
 from kotsrewrite import RewriteOptions, find_images, load_manifests, rewrite
 from kotsrewrite._cli import main
 from kotsrewrite._discovery import scan_manifests
+from kotsrewrite._kustomize_images import RenameIndex
 from kotsrewrite._model import Evidence, ProbeResult, Verdict
-from kotsrewrite._plan import RenameIndex, build_plan
+from kotsrewrite._plan import build_plan
 from kotsrewrite._postrender import dump_documents, post_render
 from kotsrewrite._reference import ImageRef
 
