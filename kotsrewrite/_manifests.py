@@ -962,9 +962,12 @@ def _load(
                 )
             root, mode = path.parent, "file"
             try:
-                loader.add_text(path.name, _read_file(path, path.name, limits, named=True))
+                text = _read_file(path, path.name, limits, named=True)
+                loader.add_text(path.name, text)
             except InputError as exc:
                 raise exc.within(os.path.dirname(str(source))) from None
+            if not path.is_file():  # a pipe (<(helm template ...)): it cannot be read twice
+                text_kept = text
         else:
             raise InputError(
                 "no such file or directory",

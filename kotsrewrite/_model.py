@@ -101,7 +101,8 @@ class Base:
     """Every object, in file order then document order; List items expanded (for a
     kustomization: in the order kustomize prints them)."""
     text: str | None = attrs.field(default=None, repr=False)
-    """The text read from stdin (copied into the output); ``None`` otherwise."""
+    """The text read from stdin, or from a named pipe given as the file (copied into the
+    output: neither can be read twice); ``None`` otherwise."""
 
     @property
     def base_dir(self) -> str | None:

@@ -306,12 +306,14 @@ def is_secret_file(path: str) -> bool:
 
 def read_base_texts(base: Base) -> dict[str, str]:
     """The text of each manifest file of ``base`` (what :func:`render_plan` snapshots into
-    ``base/`` for a plain directory or a single file); stdin's text comes from
-    :attr:`Base.text`; a kustomization needs none."""
+    ``base/`` for a plain directory or a single file); stdin's text, and a named pipe's,
+    come from :attr:`Base.text`; a kustomization needs none."""
     if base.mode == "stdin":
         return {_STDIN_FILE: base.text or ""}
     if base.mode not in ("file", "directory") or base.root is None:
         return {}
+    if base.mode == "file" and base.text is not None:  # a named pipe, read once already
+        return {name: base.text for name in base.files}
     texts = {}
     for name in base.files:
         with (base.root / name).open(encoding="utf-8", newline="") as fh:

@@ -7,6 +7,7 @@ import io
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -250,3 +251,42 @@ def test_verify_base_of_a_single_file(tmp_path: Path) -> None:
     assert snapshot_problems(out, tmp_path / "nope") == [
         f"--base {tmp_path / 'nope'}: no such file or directory"
     ]
+
+
+@pytest.mark.kustomize
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl not installed")
+def test_a_named_pipe_is_snapshotted_with_what_was_read(tmp_path: Path) -> None:
+    """``rewrite <(helm template ...)``: a pipe cannot be read twice, so the base snapshot
+    holds the text the loader read (it was an empty file, and the midstream built nothing)."""
+    import os
+    import threading
+
+    fifo = tmp_path / "rendered.yaml"
+    os.mkfifo(fifo)
+    text = (
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n"
+        "  containers: [{name: c, image: quay.io/acme/api:1}]\n"
+    )
+
+    def feed() -> None:
+        with fifo.open("w") as fh:
+            fh.write(text)
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    out = tmp_path / "mid"
+    argv = ["rewrite", str(fifo), "--app-slug", "acme", "--license-id", "L-1", "--proxy-all"]
+    # A subprocess with a time limit: reading the pipe a second time blocks for ever.
+    proc = subprocess.run(
+        [sys.executable, "-m", "kotsrewrite", *argv, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    writer.join(5)
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "base" / "rendered.yaml").read_text() == text
+    [pod] = [d for d in _build(out) if d["kind"] == "Pod"]
+    spec = pod["spec"]
+    assert spec["containers"][0]["image"] == "proxy.replicated.com/proxy/acme/quay.io/acme/api:1"
+    assert spec["imagePullSecrets"] == [{"name": "acme-registry"}]
