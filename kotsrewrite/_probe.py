@@ -20,13 +20,13 @@ Loopback registries are not insecure by default.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterable
 
 import httpx
 
 from ._model import ProbeResult
 from ._reference import ImageRef
+from ._registry._network import run_sync
 from ._registry._options import ProbeOptions
 from ._registry._pools import build_client
 from ._registry._prober import MANIFEST_ACCEPT, Prober
@@ -71,15 +71,4 @@ def probe_sync(
     Called from a thread that already runs an event loop, it runs the probe in a worker thread.
     """
     refs = list(images)
-
-    def run() -> list[ProbeResult]:
-        return asyncio.run(probe(refs, options, on_result=on_result))
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return run()
-    import concurrent.futures
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(run).result()
+    return run_sync(lambda: probe(refs, options, on_result=on_result))

@@ -5,6 +5,7 @@ never reaching any other host; the anonymous prober unable to send any."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import inspect
 import io
@@ -238,6 +239,11 @@ def test_pull_check_api_typed_results(proxy_basic: lab.Registry, replicated: lab
     assert results[0].evidence.cause is Cause.CREDENTIALED_PULL
     for r in results:
         _no_license(repr(r), json.dumps(r.to_json()))
+
+    async def inside_a_loop() -> list[kotsrewrite.PullResult]:  # a caller already running a loop
+        return kotsrewrite.pull_check_sync(refs[:1], creds, options)
+
+    assert [r.status for r in asyncio.run(inside_a_loop())] == [PullStatus.PULLABLE]
 
 
 # -- credentials go nowhere else ----------------------------------------------------------

@@ -12,17 +12,32 @@ anyio backend maps them. Only public httpcore interfaces (``AsyncNetworkBackend`
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import ipaddress
 import ssl
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, TypeVar
 
 import httpcore
 
 from ._compat import reader_has_buffered_data
 
-__all__ = ["AsyncioBackend", "AsyncioStream"]
+__all__ = ["AsyncioBackend", "AsyncioStream", "run_sync"]
+
+_T = TypeVar("_T")
+
+
+def run_sync(make: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
+    """``asyncio.run(make())`` on asyncio's own loop; from a thread that already runs an event
+    loop, in a worker thread (the synchronous wrappers of the prober and the pull check)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
+
 
 #: RFC 8305's connection attempt delay, as anyio's ``connect_tcp`` uses.
 HAPPY_EYEBALLS_DELAY = 0.25

@@ -49,6 +49,7 @@ from .._model import Cause, Evidence
 from .._reference import ImageRef
 from ._evidence import ProbeLog, describe, reason_codes
 from ._failures import ProbeFailure, RefusedFailure
+from ._network import run_sync
 from ._options import ProbeOptions, insecure_matches
 from ._pools import PerOriginTransport, client_limits, client_on, ssl_context
 from ._prober import MANIFEST_ACCEPT
@@ -520,15 +521,4 @@ def pull_check_sync(
     """Synchronous wrapper of :func:`pull_check` (in a worker thread when called from a
     running event loop)."""
     refs = list(images)
-
-    def run() -> list[PullResult]:
-        return asyncio.run(pull_check(refs, credentials, options))
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return run()
-    import concurrent.futures
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(run).result()
+    return run_sync(lambda: pull_check(refs, credentials, options))
