@@ -221,6 +221,18 @@ def _image_sites(
             yield from _image_sites(value, (*path, i))
 
 
+def _all_sites(
+    obj: dict[str, Any], fields: list[tuple[str, str]]
+) -> dict[tuple[str | int, ...], str]:
+    """{path: image} of every image field of ``obj``: those kustomize rewrites by default and
+    the ``configurations`` field specs (``fields``, ``(kind or "", path)``) that apply to it."""
+    sites: dict[tuple[str | int, ...], str] = dict(_image_sites(obj))
+    for kind, spec_path in fields:
+        if not kind or kind == obj.get("kind"):
+            sites.update(_field_sites(obj, spec_path.split("/")))
+    return sites
+
+
 def _field_sites(
     node: Any, segments: list[str], path: tuple[str | int, ...] = ()
 ) -> Iterator[tuple[tuple[str | int, ...], str]]:
@@ -447,10 +459,7 @@ class _Checker:
             if key not in by_key:
                 self.problem(f"{_describe(key)}: in the base but not in the built midstream")
                 continue
-            sites: dict[tuple[str | int, ...], str] = dict(_image_sites(obj))
-            for kind, spec_path in fields:
-                if not kind or kind == obj.get("kind"):
-                    sites.update(_field_sites(obj, spec_path.split("/")))
+            sites = _all_sites(obj, fields)
             for path, image in sites.items():
                 self.images += 1
                 expected = apply_renames(image, renames)
@@ -472,10 +481,7 @@ class _Checker:
         for obj in built:
             if obj.get("kind") == "CustomResourceDefinition":
                 continue
-            sites: dict[tuple[str | int, ...], str] = dict(_image_sites(obj))
-            for kind, spec_path in fields:
-                if not kind or kind == obj.get("kind"):
-                    sites.update(_field_sites(obj, spec_path.split("/")))
+            sites = _all_sites(obj, fields)
             for path, image in sites.items():
                 try:
                     ImageRef.parse(image)
