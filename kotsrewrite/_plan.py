@@ -78,6 +78,7 @@ __all__ = [
     "Rename",
     "RewriteOptions",
     "build_plan",
+    "field_specs_for",
     "is_replicated",
     "kustomize_image_matches",
 ]
@@ -442,6 +443,18 @@ def _node_data_of(doc: Document) -> Any:
     return _node_data(node)
 
 
+def field_specs_for(uses: Iterable[ImageUse]) -> list[FieldSpec]:
+    """The ``configurations`` field specs kustomize needs to rename ``uses`` (those in fields
+    it does not rewrite by default), sorted."""
+    return sorted(
+        {
+            FieldSpec(kind=use.location.kind, path=_field_spec_path(use.location.field))
+            for use in uses
+            if not use.slot.rewritten_by_default
+        }
+    )
+
+
 def _field_spec_path(field: str) -> str:
     return _INDEX.sub("[]", field).replace(".", "/")
 
@@ -667,12 +680,8 @@ def _build_plan(
             hint="name a ServiceAccount of the base in their serviceAccountName, or add the"
             " secret to the ServiceAccount their pods run as; --on-unplaced warn goes on",
         )
-    field_specs = sorted(
-        {
-            FieldSpec(kind=use.location.kind, path=_field_spec_path(use.location.field))
-            for use in inventory.uses
-            if not use.slot.rewritten_by_default and decisions[use.ref].new_name is not None
-        }
+    field_specs = field_specs_for(
+        use for use in inventory.uses if decisions[use.ref].new_name is not None
     )
     secrets = _secrets(inventory, namespaces, options, warnings)
     for use in inventory.unmanaged:

@@ -44,12 +44,11 @@ from ._kustomize_images import RenameEntry, finish_renames, spellings
 from ._model import Inventory
 from ._plan import (
     Action,
-    FieldSpec,
     ImageDecision,
     Plan,
-    _field_spec_path,
     _patches,
     _secrets,
+    field_specs_for,
 )
 from ._reference import ImageRef
 
@@ -381,13 +380,7 @@ def relocate_plan(
         inventory, set(decisions), options, warnings
     )
     secrets = _secrets(inventory, namespaces, options, warnings)
-    field_specs = sorted(
-        {
-            FieldSpec(kind=use.location.kind, path=_field_spec_path(use.location.field))
-            for use in inventory.uses
-            if not use.slot.rewritten_by_default
-        }
-    )
+    field_specs = field_specs_for(inventory.uses)  # every image is renamed
     final = tuple(dict.fromkeys(warnings))
     known = {str(d.get("message")): d for d in plan.warning_details}
     return RelocationPlan(
