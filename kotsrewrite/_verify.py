@@ -55,7 +55,7 @@ from ._placement import covering_placement
 from ._plan import Plan
 from ._reference import ImageRef
 from ._registry._pull import Login, PullCredentials, registry_key
-from ._relocate import COPY_PLAN_FILE
+from ._relocate import COPY_PLAN_FILE, CopyPlan
 from ._schema import Pruner, crd_names, pruner_for
 
 __all__ = ["VerifyResult", "kustomize_build", "kustomize_command", "verify_midstream"]
@@ -377,11 +377,11 @@ class _Checker:
         if not path.is_file():
             return None
         try:
-            host = json.loads(path.read_text(encoding="utf-8")).get("registryHost")
-        except (OSError, ValueError, AttributeError) as exc:
-            self.problem(f"{self.shown(COPY_PLAN_FILE)}: cannot read it: {exc}")
+            copy_plan = CopyPlan.load(path)
+        except InputError as exc:
+            self.problem(f"{self.shown(COPY_PLAN_FILE)}: {exc.message}")
             return None
-        return host.lower() if isinstance(host, str) and host else None
+        return copy_plan.registry.partition("/")[0].lower()
 
     def shown(self, file: str) -> str:
         """A file of the midstream as the user can open it (the directory as they gave it)."""

@@ -305,3 +305,18 @@ def test_relocated_report_has_one_warning_detail_per_warning(tmp_path: Path) -> 
     assert report["warnings"], "the unmanaged Op image should be warned about"
     assert [d["message"] for d in report["warningDetails"]] == report["warnings"]
     assert report["warningDetails"][0]["code"] == "unmanaged-field"
+
+
+def test_verify_names_a_broken_copy_plan(tmp_path: Path) -> None:
+    """verify knows a relocated midstream by its copy-plan.json; a broken one is a problem
+    line naming the file, not a crash and not a silent proxy check."""
+    out = tmp_path / "verified"
+    auth = str(FIXTURES / "auth.json")
+    argv = _rewrite_args(tmp_path, "--registry", "reg.example.com/acme", "--registry-auth", auth)
+    code, _, err = _run(*argv, "--out", str(out))
+    assert code == 0, err
+    assert _run("verify", str(out))[0] == 0
+    (out / "copy-plan.json").write_text("{not json")
+    code, report, err = _run("verify", str(out))
+    assert code == 1, err
+    assert f"{out}/copy-plan.json: the copy plan is not JSON" in report
