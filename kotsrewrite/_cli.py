@@ -710,6 +710,7 @@ def _rewrite_options(args: argparse.Namespace) -> tuple[RewriteOptions, bool]:
         lic = load_license(args.license)
         slug = slug or lic.app_slug
         license_id = license_id or lic.license_id
+        args.license_id = license_id  # so that an internal error's message is scrubbed of it
     additional = list(args.additional_namespace)
     proxy_all = bool(args.proxy_all)
     if args.application:
@@ -1024,18 +1025,15 @@ def _print_verify(result: Any, out: TextIO, err: TextIO) -> int:
 def _run_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from ._verify import verify_midstream
 
-    license_id = args.license_id
+    license_id = _license_id(args)
     if args.license and not license_id:
         from ._errors import InputError
-        from ._kots import load_license
 
-        license_id = load_license(args.license).license_id
-        if not license_id:
-            raise InputError(
-                "the License has no spec.licenseID",
-                file=args.license,
-                hint="pass --license-id ID, or give the License file from the vendor portal",
-            )
+        raise InputError(
+            "the License has no spec.licenseID",
+            file=args.license,
+            hint="pass --license-id ID, or give the License file from the vendor portal",
+        )
     if (license_id or args.format == "json") and not args.pull:
         err.write("kotsrewrite: warning: --license-id, --license and --format need --pull\n")
     options = _probe_options(args)
@@ -1139,14 +1137,10 @@ def _run_copy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     from ._copy import CopyOptions, copy_images
     from ._errors import InputError
-    from ._kots import load_license
     from ._relocate import CopyPlan
 
     plan = CopyPlan.load(args.plan)
-    license_id = args.license_id
-    if args.license and not license_id:
-        license_id = load_license(args.license).license_id
-        args.license_id = license_id  # so that an internal error scrubs it
+    license_id = _license_id(args)
     if license_id is None and args.from_dir is None:
         need = [e for e in plan.images if e.pull_auth == "license"]
         if need:
@@ -1393,6 +1387,17 @@ def _scrub_argv(text: str, arguments: Sequence[str]) -> str:
     for value in sorted(_license_values(arguments), key=len, reverse=True):
         text = text.replace(value, "<license ID>")
     return text
+
+
+def _license_id(args: argparse.Namespace) -> str | None:
+    """``--license-id``, else the ``--license`` file's ``spec.licenseID`` (None when neither
+    gives one); kept in ``args`` so that an internal error's message is scrubbed of it too."""
+    license_id: str | None = args.license_id
+    if args.license and not license_id:
+        from ._kots import load_license
+
+        license_id = args.license_id = load_license(args.license).license_id
+    return license_id
 
 
 def _scrub(text: str, args: argparse.Namespace) -> str:

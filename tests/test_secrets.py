@@ -288,3 +288,38 @@ def test_secret_files_are_0600_even_with_a_permissive_umask(tmp_path: Path) -> N
     )
     assert proc.returncode == 0, proc.stderr
     assert _check_tree(tmp_path / "midstream") == 5
+
+
+@pytest.mark.parametrize("command", ["rewrite", "verify", "copy"])
+def test_internal_error_scrubs_a_license_read_from_the_license_file(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With --license FILE (no --license-id), an internal error whose message holds the ID
+    must not print it: the ID read from the file is scrubbed like the flag's."""
+    lic = tmp_path / "license.yaml"
+    lic.write_text(
+        "apiVersion: kots.io/v1beta1\nkind: License\nmetadata: {name: l}\n"
+        f"spec:\n  appSlug: acme\n  licenseID: {LICENSE}\n"
+    )
+
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(f"something broke near {LICENSE}")
+
+    if command == "rewrite":
+        monkeypatch.setattr("kotsrewrite._rewrite.build_plan", boom)
+        argv = ["rewrite", "-", "--license", str(lic), "--offline", "--dry-run"]
+    elif command == "verify":
+        monkeypatch.setattr("kotsrewrite._verify.verify_midstream", boom)
+        argv = ["verify", str(tmp_path), "--license", str(lic), "--pull"]
+    else:
+        plan = Path(__file__).parent / "fixtures/relocate/cases/nested/expected/copy-plan.json"
+        shutil.copy(plan, tmp_path / "copy-plan.json")
+        monkeypatch.setattr("kotsrewrite._copy.copy_images", boom)
+        argv = ["copy", str(tmp_path), "--license", str(lic)]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("apiVersion: v1\nkind: List\nitems: []\n"))
+    for verbose in ([], ["--verbose"]):
+        out, err = io.StringIO(), io.StringIO()
+        code = main([*argv, *verbose], stdout=out, stderr=err)
+        assert code == 1, err.getvalue()
+        assert "internal error: RuntimeError: something broke near <license ID>" in err.getvalue()
+        assert not leaks(out.getvalue() + err.getvalue())
